@@ -1,0 +1,617 @@
+//! Configuration: a TOML file, then environment overrides, then defaults.
+//!
+//! Every section and field is documented data with a default, so an empty file
+//! (or none at all) is a valid configuration. Environment variables override the
+//! file: the seeds' own names (`MONITOR_HOST`, `MONITOR_PORT`,
+//! `MONITOR_HEARTBEAT_*`, `MONITORING_GPU_ENABLED`, ...) and, for any key,
+//! `WASMON_<SECTION>__<KEY>` (e.g. `WASMON_SAMPLING__INTERVAL=10s`).
+//!
+//! Errors name the key and where its value came from:
+//! `invalid value for `server.port` (from MONITOR_PORT): invalid digit found in string`.
+
+use crate::units::{self, ByteSize};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Native system sampling (CPU, memory, disks, network).
+    pub sampling: SamplingConfig,
+    /// GPU sampling through NVML.
+    pub gpu: GpuConfig,
+    /// The in-memory store of samples.
+    pub store: StoreConfig,
+    /// The plugin directory and the defaults of every plugin's manifest.
+    pub plugins: PluginsConfig,
+    /// Alert evaluation.
+    pub alerts: AlertsConfig,
+    /// The heartbeat watcher.
+    pub heartbeat: HeartbeatConfig,
+    /// HTTP ingestion of heartbeats and events.
+    pub ingest: IngestConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`MONITOR_HOST`).
+    pub host: IpAddr,
+    /// Port to listen on (`MONITOR_PORT`); 0 picks a free one.
+    pub port: u16,
+    /// How long a client may take to send a request's headers.
+    #[serde(with = "units::duration")]
+    pub header_read_timeout: Duration,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: ByteSize,
+    /// Bearer token required by admin routes (`POST /api/...`); none when empty.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 9400,
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: ByteSize(1024 * 1024),
+            admin_token: None,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `wasmon=debug` (`LOG_LEVEL`; `RUST_LOG` wins).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Native system sampling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingConfig {
+    /// Whether to sample the system at all.
+    #[serde(deserialize_with = "units::flag")]
+    pub enabled: bool,
+    /// Time between samples (`MONITORING_POLL_INTERVAL`).
+    #[serde(with = "units::duration")]
+    pub interval: Duration,
+    /// Filesystem types to skip (pseudo filesystems).
+    pub ignore_fstypes: Vec<String>,
+    /// Mount points to skip (prefixes).
+    pub ignore_mountpoints: Vec<String>,
+    /// Network devices to skip (prefixes), e.g. `veth`.
+    pub ignore_network_devices: Vec<String>,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            ignore_fstypes: [
+                "tmpfs",
+                "devtmpfs",
+                "overlay",
+                "squashfs",
+                "proc",
+                "sysfs",
+                "cgroup",
+                "cgroup2",
+                "nsfs",
+                "autofs",
+                "devpts",
+                "mqueue",
+                "tracefs",
+                "debugfs",
+                "securityfs",
+                "pstore",
+                "bpf",
+                "fusectl",
+                "configfs",
+                "hugetlbfs",
+                "ramfs",
+                "binfmt_misc",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ignore_mountpoints: ["/proc", "/sys", "/dev", "/run"].map(String::from).to_vec(),
+            ignore_network_devices: Vec::new(),
+        }
+    }
+}
+
+/// GPU sampling through NVML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// `auto` (sample when a driver is found), `true` (expect one; warn when
+    /// missing) or `false` (`MONITORING_GPU_ENABLED`).
+    pub enabled: GpuEnabled,
+    /// Path of `libnvidia-ml.so`; the library search path when absent.
+    pub library: Option<PathBuf>,
+    /// Which devices to sample, by index or UUID; all when empty.
+    pub devices: Vec<String>,
+    /// Time between GPU samples; `sampling.interval` when absent.
+    #[serde(with = "units::duration_opt")]
+    pub interval: Option<Duration>,
+    /// How often to retry loading NVML when it is unavailable.
+    #[serde(with = "units::duration")]
+    pub retry_interval: Duration,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            enabled: GpuEnabled::Auto,
+            library: None,
+            devices: Vec::new(),
+            interval: None,
+            retry_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Whether GPU sampling runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuEnabled {
+    /// When a driver is found.
+    Auto,
+    /// Always; a missing driver is a warning.
+    On,
+    /// Never.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for GpuEnabled {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match units::FlagOrWord::deserialize(d)? {
+            units::FlagOrWord::Flag(true) => Ok(GpuEnabled::On),
+            units::FlagOrWord::Flag(false) => Ok(GpuEnabled::Off),
+            units::FlagOrWord::Word(w) if w.eq_ignore_ascii_case("auto") => Ok(GpuEnabled::Auto),
+            units::FlagOrWord::Word(w) => Err(serde::de::Error::custom(format!(
+                "expected auto, true or false, found {w:?}"
+            ))),
+        }
+    }
+}
+
+/// The in-memory store of samples.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// How much history to keep per series (`MONITORING_HISTORY_WINDOW`, minutes).
+    #[serde(with = "units::duration")]
+    pub history_window: Duration,
+    /// Width of one history bucket (min/max/avg kept per bucket).
+    #[serde(with = "units::duration")]
+    pub history_resolution: Duration,
+    /// Most series kept across all sources; excess is dropped and counted.
+    pub max_series: usize,
+    /// Most series one plugin may hold unless its manifest says otherwise.
+    pub max_series_per_plugin: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            history_window: Duration::from_secs(3600),
+            history_resolution: Duration::from_secs(10),
+            max_series: 200_000,
+            max_series_per_plugin: 10_000,
+        }
+    }
+}
+
+/// The plugin directory and the defaults of every manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Where `NAME.wasm` and `NAME.toml` live; relative to the config file.
+    pub dir: PathBuf,
+    /// Watch the directory and hot-reload on change.
+    #[serde(deserialize_with = "units::flag")]
+    pub watch: bool,
+    /// Quiet time after the last file event before a reload starts.
+    #[serde(with = "units::duration")]
+    pub debounce: Duration,
+    /// Where wasmtime caches compiled code; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Defaults for every plugin's manifest.
+    pub defaults: PluginDefaults,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("plugins.d"),
+            watch: true,
+            debounce: Duration::from_millis(20),
+            cache_dir: None,
+            defaults: PluginDefaults::default(),
+        }
+    }
+}
+
+/// Defaults for fields a manifest leaves out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginDefaults {
+    /// How often collectors collect and rules evaluate.
+    #[serde(with = "units::duration")]
+    pub interval: Duration,
+    /// Time budget of one call into a plugin.
+    #[serde(with = "units::duration")]
+    pub timeout: Duration,
+    /// Most linear memory one plugin instance may use.
+    pub memory_limit: ByteSize,
+    /// Crashes in a row after which a plugin is `failed` until reset or reload.
+    pub max_restarts: u32,
+    /// First restart delay; doubles per crash in a row.
+    #[serde(with = "units::duration")]
+    pub backoff_initial: Duration,
+    /// Longest restart delay.
+    #[serde(with = "units::duration")]
+    pub backoff_max: Duration,
+    /// Running this long without a crash forgets earlier crashes.
+    #[serde(with = "units::duration")]
+    pub healthy_after: Duration,
+    /// Most samples one call may return (a larger answer is a fault).
+    pub max_samples_per_call: usize,
+    /// Most bytes a plugin's key-value state may hold.
+    pub state_quota: ByteSize,
+    /// Most log lines a plugin may write per second (excess is counted, not written).
+    pub log_lines_per_second: u32,
+}
+
+impl Default for PluginDefaults {
+    fn default() -> Self {
+        PluginDefaults {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            memory_limit: ByteSize(64 * 1024 * 1024),
+            max_restarts: 5,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(300),
+            max_samples_per_call: 10_000,
+            state_quota: ByteSize(1024 * 1024),
+            log_lines_per_second: 50,
+        }
+    }
+}
+
+/// Alert evaluation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How long resolved alerts stay listed in `GET /api/alerts`.
+    #[serde(with = "units::duration")]
+    pub keep_resolved: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            keep_resolved: Duration::from_secs(900),
+        }
+    }
+}
+
+/// The heartbeat watcher (seed 000).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Run the watcher (`MONITOR_HEARTBEAT_ENABLED`).
+    #[serde(deserialize_with = "units::flag")]
+    pub enabled: bool,
+    /// Silence after which a service is down (`MONITOR_HEARTBEAT_TIMEOUT`, seconds).
+    #[serde(with = "units::duration")]
+    pub timeout: Duration,
+    /// How often the watcher checks (`MONITOR_HEARTBEAT_CHECK_INTERVAL`, seconds).
+    #[serde(with = "units::duration")]
+    pub check_interval: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            enabled: true,
+            timeout: Duration::from_secs(30),
+            check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// HTTP ingestion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Bearer token required on ingestion routes; none when absent (`MONITOR_INGEST_TOKEN`).
+    pub token: Option<String>,
+    /// Most events kept in memory for `GET /api/events`.
+    pub recent_events: usize,
+    /// Most distinct services tracked; heartbeats for more are rejected and counted.
+    pub max_services: usize,
+    /// Most events in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            token: None,
+            recent_events: 10_000,
+            max_services: 10_000,
+            max_batch: 1000,
+        }
+    }
+}
+
+/// Environment variables with names of their own, and the key each sets.
+/// A `suffix` is appended to the value (`MONITORING_HISTORY_WINDOW` is in minutes).
+const ENV_ALIASES: &[(&str, &str, &str)] = &[
+    ("MONITOR_HOST", "server.host", ""),
+    ("MONITOR_PORT", "server.port", ""),
+    ("MONITOR_HEARTBEAT_ENABLED", "heartbeat.enabled", ""),
+    ("MONITOR_HEARTBEAT_TIMEOUT", "heartbeat.timeout", ""),
+    (
+        "MONITOR_HEARTBEAT_CHECK_INTERVAL",
+        "heartbeat.check_interval",
+        "",
+    ),
+    ("MONITOR_INGEST_TOKEN", "ingest.token", ""),
+    ("MONITOR_ADMIN_TOKEN", "server.admin_token", ""),
+    ("MONITOR_PLUGINS_DIR", "plugins.dir", ""),
+    ("MONITORING_POLL_INTERVAL", "sampling.interval", ""),
+    ("MONITORING_HISTORY_WINDOW", "store.history_window", "m"),
+    ("MONITORING_GPU_ENABLED", "gpu.enabled", ""),
+    ("LOG_LEVEL", "log.level", ""),
+];
+
+/// The prefix of generic overrides: `WASMON_SECTION__KEY`.
+const ENV_PREFIX: &str = "WASMON_";
+
+impl Config {
+    /// Loads `path` (when given), applies overrides from `env`, and resolves
+    /// relative paths against the file's directory.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let (mut table, base) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read config file {}", path.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("failed to parse config file {}", path.display()))?;
+                (table, path.parent().map(Path::to_path_buf))
+            }
+            None => (toml::Table::new(), None),
+        };
+        let overrides = env_overrides(env);
+        for (key, var, value) in &overrides {
+            set_path(&mut table, key, parse_env_value(value))
+                .with_context(|| format!("cannot apply {var} to `{key}`"))?;
+        }
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let origin = overrides
+                    .iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, var, _)| format!(" (from {var})"))
+                    .or_else(|| path.map(|p| format!(" (in {})", p.display())))
+                    .unwrap_or_default();
+                anyhow::anyhow!("invalid value for `{key}`{origin}: {}", e.inner())
+            })?;
+        if let Some(base) = base {
+            if config.plugins.dir.is_relative() {
+                config.plugins.dir = base.join(&config.plugins.dir);
+            }
+            if let Some(cache) = &mut config.plugins.cache_dir {
+                if cache.is_relative() {
+                    *cache = base.join(&*cache);
+                }
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    fn validate(&self) -> Result<()> {
+        let d = &self.plugins.defaults;
+        for (key, value) in [
+            ("sampling.interval", self.sampling.interval),
+            ("plugins.defaults.interval", d.interval),
+            ("plugins.defaults.timeout", d.timeout),
+            ("heartbeat.timeout", self.heartbeat.timeout),
+            ("heartbeat.check_interval", self.heartbeat.check_interval),
+            ("store.history_resolution", self.store.history_resolution),
+        ] {
+            if value.is_zero() {
+                bail!("invalid value for `{key}`: must be greater than zero");
+            }
+        }
+        if d.backoff_max < d.backoff_initial {
+            bail!("invalid value for `plugins.defaults.backoff_max`: smaller than backoff_initial");
+        }
+        Ok(())
+    }
+}
+
+/// `(key, variable, value)` for each override found in `env`.
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (var, value) in env {
+        if let Some((_, key, suffix)) = ENV_ALIASES.iter().find(|(name, _, _)| *name == var) {
+            out.push((key.to_string(), var, format!("{value}{suffix}")));
+        } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            if !key.is_empty() {
+                out.push((key, var, value));
+            }
+        }
+    }
+    // Generic names first, so the seeds' own names win.
+    out.sort_by_key(|(_, var, _)| !var.starts_with(ENV_PREFIX));
+    out
+}
+
+/// An environment value as TOML would read it (`30` a number, `true` a boolean,
+/// `[1, 2]` an array), or else as a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Sets `a.b.c` in `table`, creating tables on the way.
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_string(), value);
+            return Ok(());
+        }
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("`{part}` is not a table"),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let dir = std::env::temp_dir().join(format!("wasmon-config-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("wasmon.toml");
+        std::fs::write(&path, toml)?;
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let result = Config::load(Some(&path), env);
+        std::fs::remove_dir_all(&dir)?;
+        result
+    }
+
+    #[track_caller]
+    fn check_err(toml: &str, env: &[(&str, &str)], expect: &str) {
+        let err = format!("{:#}", load(toml, env).unwrap_err());
+        assert!(
+            err.contains(expect),
+            "error {err:?} does not contain {expect:?}"
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.server.port, 9400);
+        assert_eq!(c.sampling.interval, Duration::from_secs(5));
+        assert_eq!(c.heartbeat.timeout, Duration::from_secs(30));
+        assert!(c.plugins.dir.ends_with("plugins.d"));
+    }
+
+    #[test]
+    fn seed_variables_override_the_file() {
+        let c = load(
+            "[server]\nport = 1234\n",
+            &[
+                ("MONITOR_PORT", "9500"),
+                ("MONITOR_HOST", "127.0.0.1"),
+                ("MONITOR_HEARTBEAT_ENABLED", "0"),
+                ("MONITOR_HEARTBEAT_TIMEOUT", "45"),
+                ("MONITORING_HISTORY_WINDOW", "30"),
+                ("MONITORING_GPU_ENABLED", "false"),
+                ("WASMON_SAMPLING__INTERVAL", "250ms"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9500);
+        assert_eq!(c.server.host.to_string(), "127.0.0.1");
+        assert!(!c.heartbeat.enabled);
+        assert_eq!(c.heartbeat.timeout, Duration::from_secs(45));
+        assert_eq!(c.store.history_window, Duration::from_secs(1800));
+        assert_eq!(c.gpu.enabled, GpuEnabled::Off);
+        assert_eq!(c.sampling.interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_its_origin() {
+        check_err("[server]\nport = \"abc\"\n", &[], "`server.port`");
+        check_err(
+            "",
+            &[("MONITOR_PORT", "abc")],
+            "`server.port` (from MONITOR_PORT)",
+        );
+        check_err("[server]\nprot = 1\n", &[], "unknown field `prot`");
+        check_err(
+            "[sampling]\ninterval = \"5 parsecs\"\n",
+            &[],
+            "`sampling.interval`",
+        );
+        check_err(
+            "[sampling]\ninterval = 0\n",
+            &[],
+            "`sampling.interval`: must be greater than zero",
+        );
+        check_err(
+            "[plugins.defaults]\nmemory_limit = \"12 XB\"\n",
+            &[],
+            "`plugins.defaults.memory_limit`",
+        );
+        check_err("[gpu]\nenabled = \"sometimes\"\n", &[], "`gpu.enabled`");
+        check_err("[server\n", &[], "failed to parse config file");
+    }
+
+    #[test]
+    fn relative_plugin_dir_is_resolved_against_the_file() {
+        let c = load("[plugins]\ndir = \"p.d\"\n", &[]).unwrap();
+        assert!(c.plugins.dir.is_absolute());
+        assert!(c.plugins.dir.ends_with("p.d"));
+    }
+}

@@ -1,0 +1,26 @@
+//! wasmon: a monitoring host whose collectors, alert rules and sinks are
+//! sandboxed WebAssembly components, hot-reloaded from a plugin directory.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file, environment overrides and defaults.
+//! - [`model`]: samples, events and alerts as the host passes them around.
+//! - [`store`]: latest values and bounded history of every series, with
+//!   cardinality limits.
+//! - [`sampling`]: native samplers (CPU, memory, disks, network, GPU); they know
+//!   nothing of wasmtime or HTTP.
+//! - [`plugins`]: the plugin boundary. `bindings` holds the only `bindgen!`;
+//!   `runtime` is the narrow wrapper around wasmtime; `registry` and `reload`
+//!   load, validate and swap plugins; `host` implements the capabilities.
+//! - [`rules`]: the alert state machine fed by rule plugins.
+//! - [`sinks`]: the event log and delivery to sink plugins.
+//! - [`export`]: the HTTP surface: `/metrics`, REST, health.
+//! - [`telemetry`]: the host's own metrics.
+//! - [`shutdown`]: the token every task watches.
+
+pub mod config;
+pub mod model;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;
+pub mod units;

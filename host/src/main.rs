@@ -1,0 +1,3 @@
+//! The `wasmon` binary: parses the command line and calls into the library.
+
+fn main() {}

@@ -1,0 +1,224 @@
+//! The host's own metrics (`wasmon_*` self-metrics and the seed's
+//! `monitoring_*` counters), kept in a `prometheus` crate registry.
+//!
+//! Series whose label sets come from data (plugin samples, system samples,
+//! alerts) live in the [`store`](crate::store) instead; `export::prometheus`
+//! renders both into one `/metrics` answer. Names here must not collide with
+//! store families: host samplers use other names and plugins may not use the
+//! `wasmon_` prefix at all.
+
+use anyhow::{Context, Result};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Buckets for plugin call durations: 10 µs to 10 s.
+const CALL_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every self-metric, registered once.
+pub struct Telemetry {
+    /// The registry `/metrics` gathers.
+    pub registry: Registry,
+    /// 1 while a plugin is running, 0 while crashed, failed or stopped.
+    pub plugin_up: IntGaugeVec,
+    /// Time per call into a plugin, by export.
+    pub plugin_call_duration: HistogramVec,
+    /// Calls into plugins by result: `ok`, `error` (the plugin returned an error) or `fault`.
+    pub plugin_calls: IntCounterVec,
+    /// Faults by reason: `timeout`, `memory`, `trap`, `output`, `capability`.
+    pub plugin_faults: IntCounterVec,
+    /// Restarts after a fault.
+    pub plugin_restarts: IntCounterVec,
+    /// Loads and reloads by result: `success`, `failure`, `unchanged`.
+    pub plugin_reloads: IntCounterVec,
+    /// The configured memory limit of each plugin instance.
+    pub plugin_memory_limit: IntGaugeVec,
+    /// The linear memory each plugin instance currently holds.
+    pub plugin_memory: IntGaugeVec,
+    /// The per-call time budget of each plugin, in milliseconds.
+    pub plugin_timeout: prometheus::GaugeVec,
+    /// Samples a plugin returned that were not stored, by reason.
+    pub plugin_samples_dropped: IntCounterVec,
+    /// Log lines a plugin wrote beyond its rate limit.
+    pub plugin_log_dropped: IntCounterVec,
+    /// Capability calls a plugin's manifest does not grant.
+    pub plugin_capability_denied: IntCounterVec,
+    /// Events handed to a sink and acknowledged.
+    pub sink_delivered: IntCounterVec,
+    /// Failed deliveries by kind: `retryable` or `permanent`.
+    pub sink_failures: IntCounterVec,
+    /// Events given up on after a permanent failure.
+    pub sink_dead_letter: IntCounterVec,
+    /// Events waiting for a sink.
+    pub sink_backlog: IntGaugeVec,
+    /// Events dropped from the event log before every sink read them.
+    pub event_log_dropped: prometheus::IntCounter,
+    /// Rule evaluations by result.
+    pub rule_evaluations: IntCounterVec,
+}
+
+impl Telemetry {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new();
+        let t = Telemetry {
+            plugin_up: gauge_vec(
+                &registry,
+                "wasmon_plugin_up",
+                "Whether a plugin is running (1) or not (0).",
+                &["plugin", "kind"],
+            )?,
+            plugin_call_duration: {
+                let opts = HistogramOpts::new(
+                    "wasmon_plugin_call_duration_seconds",
+                    "Time spent in one call into a plugin.",
+                )
+                .buckets(CALL_BUCKETS.to_vec());
+                register(&registry, HistogramVec::new(opts, &["plugin", "call"])?)?
+            },
+            plugin_calls: counter_vec(
+                &registry,
+                "wasmon_plugin_calls_total",
+                "Calls into plugins by result (ok, error, fault).",
+                &["plugin", "result"],
+            )?,
+            plugin_faults: counter_vec(
+                &registry,
+                "wasmon_plugin_faults_total",
+                "Plugin faults by reason (timeout, memory, trap, output, capability).",
+                &["plugin", "reason"],
+            )?,
+            plugin_restarts: counter_vec(
+                &registry,
+                "wasmon_plugin_restarts_total",
+                "Plugin restarts after a fault.",
+                &["plugin"],
+            )?,
+            plugin_reloads: counter_vec(
+                &registry,
+                "wasmon_plugin_reloads_total",
+                "Plugin loads and reloads by result (success, failure, unchanged).",
+                &["plugin", "result"],
+            )?,
+            plugin_memory_limit: gauge_vec(
+                &registry,
+                "wasmon_plugin_memory_limit_bytes",
+                "Memory limit of a plugin instance.",
+                &["plugin"],
+            )?,
+            plugin_memory: gauge_vec(
+                &registry,
+                "wasmon_plugin_memory_bytes",
+                "Linear memory held by a plugin instance.",
+                &["plugin"],
+            )?,
+            plugin_timeout: register(
+                &registry,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "wasmon_plugin_timeout_seconds",
+                        "Time budget of one call into a plugin.",
+                    ),
+                    &["plugin"],
+                )?,
+            )?,
+            plugin_samples_dropped: counter_vec(
+                &registry,
+                "wasmon_plugin_samples_dropped_total",
+                "Samples from plugins that were not stored, by reason.",
+                &["plugin", "reason"],
+            )?,
+            plugin_log_dropped: counter_vec(
+                &registry,
+                "wasmon_plugin_log_lines_dropped_total",
+                "Plugin log lines dropped by the rate limit.",
+                &["plugin"],
+            )?,
+            plugin_capability_denied: counter_vec(
+                &registry,
+                "wasmon_plugin_capability_denied_total",
+                "Plugin calls to capabilities their manifest does not grant.",
+                &["plugin", "capability"],
+            )?,
+            sink_delivered: counter_vec(
+                &registry,
+                "wasmon_sink_delivered_events_total",
+                "Events a sink plugin acknowledged.",
+                &["sink"],
+            )?,
+            sink_failures: counter_vec(
+                &registry,
+                "wasmon_sink_failures_total",
+                "Failed sink deliveries by kind (retryable, permanent).",
+                &["sink", "kind"],
+            )?,
+            sink_dead_letter: counter_vec(
+                &registry,
+                "wasmon_sink_dead_letter_events_total",
+                "Events a sink permanently failed to deliver.",
+                &["sink"],
+            )?,
+            sink_backlog: gauge_vec(
+                &registry,
+                "wasmon_sink_backlog_events",
+                "Events waiting for a sink.",
+                &["sink"],
+            )?,
+            event_log_dropped: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "wasmon_event_log_dropped_total",
+                    "Events dropped from the event log before every sink read them.",
+                )?,
+            )?,
+            rule_evaluations: counter_vec(
+                &registry,
+                "wasmon_rule_evaluations_total",
+                "Rule evaluations by result (ok, error, fault).",
+                &["rule", "result"],
+            )?,
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        t.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .context("failed to register the process collector")?;
+        Ok(t)
+    }
+
+    /// Forgets every series of a plugin that was unloaded.
+    pub fn forget_plugin(&self, plugin: &str, kind: &str) {
+        let _ = self.plugin_up.remove_label_values(&[plugin, kind]);
+        for vec in [&self.plugin_memory_limit, &self.plugin_memory] {
+            let _ = vec.remove_label_values(&[plugin]);
+        }
+        let _ = self.plugin_timeout.remove_label_values(&[plugin]);
+        let _ = self.sink_backlog.remove_label_values(&[plugin]);
+    }
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M> {
+    registry
+        .register(Box::new(metric.clone()))
+        .context("failed to register a self-metric")?;
+    Ok(metric)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec> {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
