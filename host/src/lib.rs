@@ -18,9 +18,15 @@
 //! - [`telemetry`]: the host's own metrics.
 //! - [`shutdown`]: the token every task watches.
 
+pub mod app;
 pub mod config;
+pub mod export;
 pub mod model;
+pub mod plugins;
+pub mod rules;
 pub mod shutdown;
+pub mod sinks;
+pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod units;

@@ -221,3 +221,18 @@ impl Event {
 pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// A service known from heartbeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// Its name.
+    pub name: String,
+    /// Whether its last heartbeat is recent enough.
+    pub up: bool,
+    /// Unix milliseconds of its last heartbeat.
+    pub last_seen_ms: u64,
+    /// The phase its last heartbeat reported.
+    pub phase: Option<String>,
+    /// Unix milliseconds when it went down, while down.
+    pub down_since_ms: Option<u64>,
+}

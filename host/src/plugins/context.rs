@@ -1,0 +1,358 @@
+//! What a plugin's `Store` holds: its WASI context, its limits, the per-call
+//! budget, and the environment its capabilities consult (`PluginEnv`).
+
+use super::manifest::Manifest;
+use super::state::KvState;
+use crate::telemetry::Telemetry;
+use crate::units::ByteSize;
+use parking_lot::Mutex;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Why a call into a plugin was cut short. A fault discards the instance; the
+/// plugin is restarted with backoff, and `failed` after `max_restarts` in a row.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum Fault {
+    /// The call ran past its time budget.
+    #[error("timed out after {0:?} (the manifest's `timeout`)")]
+    Timeout(Duration),
+    /// A linear memory tried to grow past the plugin's limit.
+    #[error("memory limit of {limit} exceeded (a memory asked for {desired} bytes)")]
+    Memory {
+        /// The limit.
+        limit: ByteSize,
+        /// What was asked for.
+        desired: u64,
+    },
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The call returned more than the host accepts.
+    #[error("output too large: {0}")]
+    Output(String),
+    /// The guest used a capability its manifest does not grant.
+    #[error("capability denied: {0}")]
+    Capability(String),
+    /// A restart failed because `init` returned an error.
+    #[error("restart failed: {0}")]
+    Init(String),
+}
+
+impl Fault {
+    /// The reason as a metric label: `timeout`, `memory`, `trap`, `output`, `capability`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Fault::Timeout(_) => "timeout",
+            Fault::Memory { .. } => "memory",
+            Fault::Trap(_) => "trap",
+            Fault::Output(_) => "output",
+            Fault::Capability(_) => "capability",
+            Fault::Init(_) => "init",
+        }
+    }
+}
+
+/// Everything a plugin generation's capabilities consult. Shared by every
+/// instance (restart) of that generation.
+pub struct PluginEnv {
+    /// The plugin's name.
+    pub name: Arc<str>,
+    /// Its parsed manifest.
+    pub manifest: Manifest,
+    /// The manifest's `[config]` as JSON text.
+    pub config_json: String,
+    /// The key-value state; owned by the plugin's slot, so it survives reloads.
+    pub state: Arc<KvState>,
+    /// The shared HTTP client for the `http` capability.
+    pub http_client: reqwest::Client,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Rate limit of the `log` capability.
+    pub log_limiter: Mutex<TokenBucket>,
+    /// The tail of what the guest wrote to stdout/stderr (panic messages land here).
+    pub output: GuestOutput,
+}
+
+/// The data of a plugin's `Store`.
+pub struct PluginCtx {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) env: Arc<PluginEnv>,
+    pub(crate) call: CallState,
+}
+
+impl PluginCtx {
+    /// A fresh context for one instance of `env`'s plugin.
+    pub fn new(env: Arc<PluginEnv>) -> Self {
+        let mut wasi = WasiCtx::builder();
+        // No files, no environment, no sockets: capabilities come from our own interfaces.
+        wasi.stdout(env.output.clone())
+            .stderr(env.output.clone())
+            .allow_tcp(false)
+            .allow_udp(false);
+        PluginCtx {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(env.manifest.memory_limit),
+            env,
+            call: CallState::idle(),
+        }
+    }
+}
+
+impl WasiView for PluginCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The budget and findings of the call in progress.
+#[derive(Debug)]
+pub struct CallState {
+    /// When the call must be finished.
+    pub deadline: Instant,
+    /// The first capability violation seen during the call.
+    pub violation: Option<String>,
+}
+
+impl CallState {
+    fn idle() -> Self {
+        CallState {
+            deadline: Instant::now(),
+            violation: None,
+        }
+    }
+
+    /// Starts a call with `budget`.
+    pub fn start(&mut self, budget: Duration) {
+        self.deadline = Instant::now() + budget;
+        self.violation = None;
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+impl PluginCtx {
+    /// Records a capability violation: the guest gets `not-granted`, and the call
+    /// becomes a [`Fault::Capability`] when it returns.
+    pub fn deny(&mut self, capability: &str, why: String) -> String {
+        self.env
+            .telemetry
+            .plugin_capability_denied
+            .with_label_values(&[&*self.env.name, capability])
+            .inc();
+        tracing::warn!(plugin = %self.env.name, capability, reason = %why, "capability denied");
+        if self.call.violation.is_none() {
+            self.call.violation = Some(format!("{capability}: {why}"));
+        }
+        why
+    }
+}
+
+/// Enforces the manifest's memory limit per linear memory, traps with a
+/// [`Fault::Memory`] past it, and tracks what the instance holds.
+pub struct MemoryLimiter {
+    limit: ByteSize,
+    /// Bytes held by all linear memories of the instance.
+    pub held: u64,
+}
+
+impl MemoryLimiter {
+    fn new(limit: ByteSize) -> Self {
+        MemoryLimiter { limit, held: 0 }
+    }
+}
+
+/// Most table elements one table may hold.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit.0 {
+            return Err(wasmtime::Error::new(Fault::Memory {
+                limit: self.limit,
+                desired: desired as u64,
+            }));
+        }
+        self.held = self.held.saturating_add((desired - current) as u64);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        100
+    }
+
+    fn tables(&self) -> usize {
+        100
+    }
+
+    fn memories(&self) -> usize {
+        10
+    }
+}
+
+/// A token bucket: `rate` tokens per second, bursts of twice that.
+pub struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    /// Tokens refused since the last report.
+    pub refused: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        TokenBucket {
+            rate,
+            tokens: rate * 2.0,
+            last: Instant::now(),
+            refused: 0,
+        }
+    }
+
+    /// Takes a token if one is there.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.rate * 2.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+}
+
+/// Most bytes of guest output kept.
+const OUTPUT_TAIL: usize = 4096;
+
+/// The guest's stdout and stderr: never fails a write, keeps the last
+/// [`OUTPUT_TAIL`] bytes (where a panic message lands) and counts the rest.
+#[derive(Clone, Default)]
+pub struct GuestOutput {
+    tail: Arc<Mutex<Vec<u8>>>,
+    written: Arc<AtomicU64>,
+}
+
+impl GuestOutput {
+    /// The last lines written, trimmed, as text.
+    pub fn tail(&self) -> String {
+        let tail = self.tail.lock();
+        String::from_utf8_lossy(&tail).trim().to_string()
+    }
+
+    /// Forgets what was written.
+    pub fn clear(&self) {
+        self.tail.lock().clear();
+    }
+
+    /// Bytes written since the plugin was loaded.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        self.written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let mut tail = self.tail.lock();
+        if bytes.len() >= OUTPUT_TAIL {
+            tail.clear();
+            tail.extend_from_slice(&bytes[bytes.len() - OUTPUT_TAIL..]);
+        } else {
+            let overflow = (tail.len() + bytes.len()).saturating_sub(OUTPUT_TAIL);
+            tail.drain(..overflow);
+            tail.extend_from_slice(bytes);
+        }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_output_keeps_the_tail() {
+        let out = GuestOutput::default();
+        out.push(&vec![b'a'; OUTPUT_TAIL]);
+        out.push(b"\npanicked at src/lib.rs:1:1:\nboom\n");
+        let tail = out.tail();
+        assert!(
+            tail.ends_with("panicked at src/lib.rs:1:1:\nboom"),
+            "{tail}"
+        );
+        assert_eq!(out.tail.lock().len(), OUTPUT_TAIL);
+        assert_eq!(out.written(), OUTPUT_TAIL as u64 + 34);
+    }
+
+    #[test]
+    fn token_bucket_refuses_past_its_burst() {
+        let mut bucket = TokenBucket::new(5);
+        let taken = (0..20).filter(|_| bucket.take()).count();
+        assert_eq!(taken, 10);
+        assert_eq!(bucket.refused, 10);
+    }
+}

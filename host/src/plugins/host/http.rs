@@ -1,0 +1,139 @@
+//! `wasmon:plugin/http`: outbound HTTP to the hosts the manifest allow-lists,
+//! with a timeout (capped by the call's remaining budget) and a response-size
+//! cap. No redirects are followed: the plugin sees the 3xx.
+
+use crate::plugins::bindings::{http, types};
+use crate::plugins::context::PluginCtx;
+use std::time::{Duration, Instant};
+
+impl http::Host for PluginCtx {
+    async fn send(
+        &mut self,
+        request: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, http::HttpError>> {
+        let Some(grant) = self.env.manifest.http.clone() else {
+            let why = self.deny(
+                "http",
+                format!("{}: the manifest has no [capabilities.http]", request.url),
+            );
+            return Ok(Err(http::HttpError::NotGranted(why)));
+        };
+        let url = match reqwest::Url::parse(&request.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            Ok(url) => {
+                return Ok(Err(invalid(format!(
+                    "unsupported scheme {:?}",
+                    url.scheme()
+                ))));
+            }
+            Err(e) => return Ok(Err(invalid(format!("invalid URL {:?}: {e}", request.url)))),
+        };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Ok(Err(invalid(format!("URL {:?} has no host", request.url))));
+        };
+        if !grant.allow.iter().any(|p| p.matches(host, port)) {
+            let why = self.deny(
+                "http",
+                format!("{host}:{port} is not in capabilities.http.allow"),
+            );
+            return Ok(Err(http::HttpError::NotGranted(why)));
+        }
+        let asked = request
+            .timeout_ms
+            .map_or(grant.timeout, |ms| Duration::from_millis(u64::from(ms)));
+        let timeout = asked.min(grant.timeout).min(self.call.remaining());
+        if timeout.is_zero() {
+            return Ok(Err(http::HttpError::Timeout));
+        }
+        let builder = match build(&self.env.http_client, &request, url) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        let max = grant.max_response_bytes.0;
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, exchange(builder, max)).await;
+        Ok(match result {
+            Err(_) => Err(http::HttpError::Timeout),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((status, headers, body))) => Ok(http::Response {
+                status,
+                headers,
+                body,
+                elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            }),
+        })
+    }
+}
+
+fn invalid(message: String) -> http::HttpError {
+    http::HttpError::InvalidRequest(message)
+}
+
+fn build(
+    client: &reqwest::Client,
+    request: &http::Request,
+    url: reqwest::Url,
+) -> Result<reqwest::RequestBuilder, http::HttpError> {
+    let method = match request.method {
+        http::Method::Get => reqwest::Method::GET,
+        http::Method::Head => reqwest::Method::HEAD,
+        http::Method::Post => reqwest::Method::POST,
+        http::Method::Put => reqwest::Method::PUT,
+        http::Method::Patch => reqwest::Method::PATCH,
+        http::Method::Delete => reqwest::Method::DELETE,
+        http::Method::Options => reqwest::Method::OPTIONS,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    for types::Label { name, value } in &request.headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| invalid(format!("invalid value for header {name}")))?;
+        headers.append(name, value);
+    }
+    let mut builder = client.request(method, url).headers(headers);
+    if let Some(body) = &request.body {
+        builder = builder.body(body.clone());
+    }
+    Ok(builder)
+}
+
+/// Sends the request and reads at most `max` bytes of body.
+async fn exchange(
+    builder: reqwest::RequestBuilder,
+    max: u64,
+) -> Result<(u16, Vec<types::Label>, Vec<u8>), http::HttpError> {
+    let mut response = builder.send().await.map_err(transport)?;
+    if response.content_length().is_some_and(|len| len > max) {
+        return Err(http::HttpError::TooLarge(max));
+    }
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| types::Label {
+            name: k.as_str().to_string(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Err(http::HttpError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
+}
+
+fn transport(e: reqwest::Error) -> http::HttpError {
+    // The source chain says what actually failed (connection refused, TLS, ...).
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    http::HttpError::Transport(message)
+}

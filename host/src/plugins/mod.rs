@@ -1,0 +1,36 @@
+//! The plugin boundary (**API boundary**): WebAssembly components that
+//! implement `wit/plugin.wit`, loaded from the plugin directory, sandboxed,
+//! supervised and hot-swapped one at a time.
+//!
+//! - `bindings`: the only `bindgen!`, and WIT <-> host type conversions.
+//! - `runtime`: the narrow wrapper around wasmtime (engine, linker, budgets,
+//!   fault classification); nothing else touches wasmtime's `Store`.
+//! - `context`: what a plugin's store holds; `host/`: one file per imported
+//!   interface (the capabilities), each denying what the manifest does not grant.
+//! - `manifest`: `NAME.toml`.
+//! - `registry`: one slot per plugin (status, counters, state that survives reloads).
+//! - `reload`: the one path for startup, file changes, API and SIGHUP reloads.
+//! - `driver`: the per-kind loops, restarts with backoff.
+//! - `watcher`: the directory watcher (notify, debounced).
+//!
+//! Invariant: a trap, a timeout, a memory bomb or a forbidden capability in a
+//! guest becomes a `Fault` of that plugin; it never takes down the process,
+//! never blocks the HTTP runtime, and never touches another plugin.
+
+pub mod bindings;
+mod context;
+mod driver;
+mod host;
+pub mod manifest;
+mod registry;
+mod reload;
+mod runtime;
+mod state;
+mod watcher;
+
+pub use context::Fault;
+pub use manifest::{Manifest, PluginKind};
+pub use registry::{
+    Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,
+};
+pub use reload::LoadOutcome;

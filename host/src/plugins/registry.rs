@@ -1,0 +1,551 @@
+//! The plugin registry: one slot per plugin name, holding the generation that
+//! serves, the plugin's state (which outlives generations), its status and its
+//! counters. Loading and swapping live in `reload`, the per-kind loops in
+//! `driver`.
+
+use super::context::{Fault, GuestOutput};
+use super::manifest::{Manifest, PluginKind};
+use super::runtime::{Instance, Prepared, Runtime};
+use super::state::KvState;
+use crate::config::PluginsConfig;
+use crate::model::ServiceState;
+use crate::rules::AlertManager;
+use crate::shutdown::Shutdown;
+use crate::sinks::EventLog;
+use crate::store::{SourceId, Store};
+use crate::telemetry::Telemetry;
+use arc_swap::ArcSwapOption;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use wasmtime::component::Component;
+
+/// What the plugins need from the rest of the host.
+pub struct Deps {
+    /// Where collectors' samples go and rules' samples come from.
+    pub store: Arc<Store>,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// The alert state machine rules feed.
+    pub alerts: Arc<AlertManager>,
+    /// The event log sinks read.
+    pub events: Arc<EventLog>,
+    /// The services known from heartbeats, for rule inputs.
+    pub services: Arc<dyn Fn() -> Vec<ServiceState> + Send + Sync>,
+}
+
+/// The plugin manager: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Plugins {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) runtime: Runtime,
+    pub(super) config: PluginsConfig,
+    pub(super) max_series: usize,
+    pub(super) deps: Deps,
+    pub(super) http_client: reqwest::Client,
+    pub(super) slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// The runtime plugin code runs on, apart from the one serving HTTP.
+    pub(super) handle: tokio::runtime::Handle,
+    pub(super) shutdown: Shutdown,
+    pub(super) ready: AtomicBool,
+}
+
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Its first version is being loaded.
+    Loading,
+    /// Serving.
+    Running,
+    /// Faulted; a restart is scheduled.
+    Crashed,
+    /// Being restarted.
+    Restarting,
+    /// Faulted more than `max_restarts` times in a row; waits for a reset or a new version.
+    Failed,
+    /// No version of it could be loaded (see `last_error`).
+    Invalid,
+}
+
+/// An error, when it happened and of what kind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorInfo {
+    /// `timeout`, `memory`, `trap`, `output`, `capability`, `init`, `error` (the
+    /// plugin returned one), `delivery`, or `load`.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl ErrorInfo {
+    pub(super) fn new(kind: &str, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind: kind.to_string(),
+            message: message.into(),
+            at: crate::time::rfc3339(crate::time::now_ms()),
+        }
+    }
+}
+
+/// One loaded version of a plugin.
+pub struct Generation {
+    /// Counts loads of this slot, from 1.
+    pub number: u64,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// Its world.
+    pub kind: PluginKind,
+    /// Its resolved manifest.
+    pub manifest: Manifest,
+    pub(super) prepared: Prepared,
+    pub(super) env: Arc<super::context::PluginEnv>,
+    /// The live instance; `None` after a fault until a restart.
+    pub(super) instance: tokio::sync::Mutex<Option<Instance>>,
+    pub(super) loaded_at_ms: u64,
+}
+
+/// What a slot remembers between loads.
+#[derive(Default)]
+pub(super) struct LoadMemo {
+    /// The inputs of the last load attempt: component hash and manifest text.
+    pub(super) inputs: Option<(String, Option<String>)>,
+    /// The last compiled component, by hash, so a manifest-only change skips compilation.
+    pub(super) compiled: Option<(String, Component)>,
+}
+
+/// Everything about one plugin name.
+pub struct Slot {
+    /// The plugin's name.
+    pub name: Arc<str>,
+    pub(super) state: Arc<KvState>,
+    pub(super) output: GuestOutput,
+    pub(super) current: ArcSwapOption<Generation>,
+    pub(super) info: Mutex<SlotInfo>,
+    pub(super) load_lock: tokio::sync::Mutex<LoadMemo>,
+    pub(super) wake: Notify,
+    pub(super) driver: Mutex<Option<(PluginKind, tokio::task::JoinHandle<()>)>>,
+    pub(super) source: Mutex<Option<SourceId>>,
+    /// The generation the driver last ran, so a new one runs at once.
+    last_run: AtomicU64,
+}
+
+/// A slot's status and counters.
+#[derive(Debug)]
+pub(super) struct SlotInfo {
+    pub(super) status: Status,
+    pub(super) generation: u64,
+    pub(super) last_error: Option<ErrorInfo>,
+    pub(super) last_reload_error: Option<ErrorInfo>,
+    pub(super) restarts: u64,
+    pub(super) consecutive_faults: u32,
+    pub(super) next_restart: Option<Instant>,
+    pub(super) healthy_since: Option<Instant>,
+    pub(super) calls: u64,
+    pub(super) errors: u64,
+    pub(super) faults: u64,
+    pub(super) total_call: Duration,
+    pub(super) last_call: Duration,
+    pub(super) max_call: Duration,
+    pub(super) last_call_at_ms: Option<u64>,
+    pub(super) memory_bytes: u64,
+    pub(super) series: usize,
+    pub(super) restart_history: std::collections::VecDeque<RestartRecord>,
+}
+
+/// One entry of a plugin's restart history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartRecord {
+    /// When (RFC 3339).
+    pub timestamp: String,
+    /// Consecutive faults at that moment.
+    pub attempt: u32,
+    /// `crashed`, `success`, `failed`, `manual`.
+    pub status: &'static str,
+    /// The fault, for `crashed` and `failed`.
+    pub error: Option<String>,
+}
+
+/// Most restart records kept per plugin.
+const RESTART_HISTORY: usize = 100;
+
+impl SlotInfo {
+    fn new() -> Self {
+        SlotInfo {
+            status: Status::Loading,
+            generation: 0,
+            last_error: None,
+            last_reload_error: None,
+            restarts: 0,
+            consecutive_faults: 0,
+            next_restart: None,
+            healthy_since: None,
+            calls: 0,
+            errors: 0,
+            faults: 0,
+            total_call: Duration::ZERO,
+            last_call: Duration::ZERO,
+            max_call: Duration::ZERO,
+            last_call_at_ms: None,
+            memory_bytes: 0,
+            series: 0,
+            restart_history: std::collections::VecDeque::new(),
+        }
+    }
+
+    pub(super) fn record_restart(&mut self, status: &'static str, error: Option<String>) {
+        if self.restart_history.len() == RESTART_HISTORY {
+            self.restart_history.pop_front();
+        }
+        self.restart_history.push_back(RestartRecord {
+            timestamp: crate::time::rfc3339(crate::time::now_ms()),
+            attempt: self.consecutive_faults,
+            status,
+            error,
+        });
+    }
+}
+
+impl Slot {
+    pub(super) fn new(name: &str) -> Arc<Slot> {
+        Arc::new(Slot {
+            name: Arc::from(name),
+            state: Arc::new(KvState::new()),
+            output: GuestOutput::default(),
+            current: ArcSwapOption::empty(),
+            info: Mutex::new(SlotInfo::new()),
+            load_lock: tokio::sync::Mutex::new(LoadMemo::default()),
+            wake: Notify::new(),
+            driver: Mutex::new(None),
+            source: Mutex::new(None),
+            last_run: AtomicU64::new(0),
+        })
+    }
+
+    /// The generation serving now.
+    pub fn current(&self) -> Option<Arc<Generation>> {
+        self.current.load_full()
+    }
+
+    pub(super) fn last_run_generation(&self) -> u64 {
+        self.last_run.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_last_run_generation(&self, generation: u64) {
+        self.last_run.store(generation, Ordering::Relaxed);
+    }
+
+    /// When a scheduled restart is due, if one is.
+    pub(super) fn restart_at(&self) -> Option<Instant> {
+        let info = self.info.lock();
+        match info.status {
+            Status::Crashed => info.next_restart,
+            _ => None,
+        }
+    }
+}
+
+/// What `GET /api/plugins` shows of one plugin.
+#[derive(Debug, Serialize)]
+pub struct PluginView {
+    /// Its name.
+    pub name: String,
+    /// Its world, once known.
+    pub kind: Option<PluginKind>,
+    /// Where it is in its life.
+    pub status: Status,
+    /// The serving generation (0 before the first load).
+    pub generation: u64,
+    /// SHA-256 of the serving component.
+    pub sha256: Option<String>,
+    /// When the serving generation was loaded (RFC 3339).
+    pub loaded_at: Option<String>,
+    /// The last fault or error.
+    pub last_error: Option<ErrorInfo>,
+    /// Why the last reload failed while the previous version kept serving.
+    pub last_reload_error: Option<ErrorInfo>,
+    /// Restarts after faults, since it was first loaded.
+    pub restarts: u64,
+    /// Faults in a row.
+    pub consecutive_faults: u32,
+    /// Faults in a row that make it `failed`.
+    pub max_restarts: Option<u32>,
+    /// Milliseconds until a scheduled restart.
+    pub next_restart_in_ms: Option<u64>,
+    /// Whether its failure makes the host unhealthy.
+    pub critical: bool,
+    /// Calls made, and how they went.
+    pub calls: u64,
+    /// Calls that returned an error.
+    pub errors: u64,
+    /// Calls that faulted.
+    pub faults: u64,
+    /// Call timings.
+    pub timings: Timings,
+    /// Linear memory held by its instance, and its limit.
+    pub memory_bytes: u64,
+    /// The manifest's memory limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// Series it holds in the store (collectors).
+    pub series: usize,
+    /// Bytes held by its key-value state.
+    pub state_bytes: usize,
+    /// Bytes it wrote to stdout/stderr (the tail is kept for fault reports).
+    pub output_bytes: u64,
+    /// The resolved manifest.
+    pub manifest: Option<Manifest>,
+}
+
+/// Call timings in microseconds.
+#[derive(Debug, Serialize)]
+pub struct Timings {
+    /// The last call.
+    pub last_us: u64,
+    /// The mean over every call.
+    pub mean_us: u64,
+    /// The slowest call.
+    pub max_us: u64,
+    /// When the last call was made (RFC 3339).
+    pub last_call_at: Option<String>,
+}
+
+impl Slot {
+    /// A snapshot for the API.
+    pub fn view(&self) -> PluginView {
+        let current = self.current();
+        let info = self.info.lock();
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let mean = if info.calls == 0 {
+            0
+        } else {
+            micros(info.total_call) / info.calls
+        };
+        PluginView {
+            name: self.name.to_string(),
+            kind: current.as_ref().map(|g| g.kind),
+            status: info.status,
+            generation: info.generation,
+            sha256: current.as_ref().map(|g| g.sha256.clone()),
+            loaded_at: current
+                .as_ref()
+                .map(|g| crate::time::rfc3339(g.loaded_at_ms)),
+            last_error: info.last_error.clone(),
+            last_reload_error: info.last_reload_error.clone(),
+            restarts: info.restarts,
+            consecutive_faults: info.consecutive_faults,
+            max_restarts: current.as_ref().map(|g| g.manifest.max_restarts),
+            next_restart_in_ms: match info.status {
+                Status::Crashed => info.next_restart.map(|t| {
+                    u64::try_from(t.saturating_duration_since(Instant::now()).as_millis())
+                        .unwrap_or(u64::MAX)
+                }),
+                _ => None,
+            },
+            critical: current.as_ref().is_some_and(|g| g.manifest.critical),
+            calls: info.calls,
+            errors: info.errors,
+            faults: info.faults,
+            timings: Timings {
+                last_us: micros(info.last_call),
+                mean_us: mean,
+                max_us: micros(info.max_call),
+                last_call_at: info.last_call_at_ms.map(crate::time::rfc3339),
+            },
+            memory_bytes: info.memory_bytes,
+            memory_limit_bytes: current.as_ref().map(|g| g.manifest.memory_limit.0),
+            series: info.series,
+            state_bytes: self.state.bytes(),
+            output_bytes: self.output.written(),
+            manifest: current.as_ref().map(|g| g.manifest.clone()),
+        }
+    }
+
+    /// The restart history, oldest first.
+    pub fn restart_history(&self) -> Vec<RestartRecord> {
+        self.info.lock().restart_history.iter().cloned().collect()
+    }
+}
+
+/// Whether `name` is a valid plugin name: `^[a-zA-Z][a-zA-Z0-9_]*$`, at most 64 characters.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Plugins {
+    /// Creates the manager; nothing is loaded until [`start`](Self::start).
+    pub fn new(
+        config: PluginsConfig,
+        max_series: usize,
+        deps: Deps,
+        handle: tokio::runtime::Handle,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Plugins> {
+        // reqwest is built without a default TLS provider; use ring's. An error
+        // only means another part of the process installed one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = Runtime::new(config.cache_dir.as_deref())?;
+        let http_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wasmon/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow::anyhow!("failed to build the HTTP client: {e}"))?;
+        Ok(Plugins {
+            inner: Arc::new(Inner {
+                runtime,
+                config,
+                max_series,
+                deps,
+                http_client,
+                slots: RwLock::new(BTreeMap::new()),
+                handle,
+                shutdown,
+                ready: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Whether the first scan of the plugin directory has finished.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Every plugin, by name.
+    pub fn list(&self) -> Vec<PluginView> {
+        self.inner.slots.read().values().map(|s| s.view()).collect()
+    }
+
+    /// One plugin.
+    pub fn get(&self, name: &str) -> Option<PluginView> {
+        self.slot(name).map(|s| s.view())
+    }
+
+    /// One plugin's restart history.
+    pub fn restart_history(&self, name: &str) -> Option<Vec<RestartRecord>> {
+        self.slot(name).map(|s| s.restart_history())
+    }
+
+    pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.inner.slots.read().get(name).cloned()
+    }
+
+    /// Resets a plugin's faults and restarts it now (a `failed` plugin gets another chance).
+    pub fn reset(&self, name: &str) -> Option<PluginView> {
+        let slot = self.slot(name)?;
+        {
+            let mut info = slot.info.lock();
+            info.consecutive_faults = 0;
+            if matches!(info.status, Status::Failed | Status::Crashed) {
+                info.status = Status::Crashed;
+                info.next_restart = Some(Instant::now());
+            }
+            info.record_restart("manual", None);
+        }
+        tracing::info!(plugin = name, "plugin reset");
+        slot.wake.notify_one();
+        Some(slot.view())
+    }
+
+    /// Whether every `critical` plugin is running.
+    pub fn critical_failures(&self) -> Vec<String> {
+        self.inner
+            .slots
+            .read()
+            .values()
+            .filter(|s| s.current().is_some_and(|g| g.manifest.critical))
+            .filter(|s| s.info.lock().status != Status::Running)
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+}
+
+impl Inner {
+    /// Records a fault of `generation` (ignored if a newer one serves) and
+    /// schedules a restart with capped exponential backoff, or gives up.
+    pub(super) fn on_fault(&self, slot: &Slot, generation: &Generation, fault: &Fault) {
+        let telemetry = &self.deps.telemetry;
+        telemetry
+            .plugin_faults
+            .with_label_values(&[&*slot.name, fault.reason()])
+            .inc();
+        let mut info = slot.info.lock();
+        if info.generation != generation.number {
+            return;
+        }
+        info.faults += 1;
+        info.consecutive_faults += 1;
+        info.healthy_since = None;
+        info.last_error = Some(ErrorInfo::new(fault.reason(), fault.to_string()));
+        telemetry
+            .plugin_up
+            .with_label_values(&[&*slot.name, generation.kind.as_str()])
+            .set(0);
+        let max = generation.manifest.max_restarts;
+        if info.consecutive_faults > max {
+            info.status = Status::Failed;
+            info.next_restart = None;
+            info.record_restart("failed", Some(fault.to_string()));
+            tracing::error!(plugin = %slot.name, reason = fault.reason(), error = %fault, faults = info.consecutive_faults, "plugin failed: too many faults in a row; reset or replace it");
+        } else {
+            let delay = backoff(&self.config, info.consecutive_faults);
+            info.status = Status::Crashed;
+            info.next_restart = Some(Instant::now() + delay);
+            info.record_restart("crashed", Some(fault.to_string()));
+            tracing::warn!(plugin = %slot.name, reason = fault.reason(), error = %fault, restart_in = ?delay, "plugin crashed");
+        }
+    }
+}
+
+/// The delay before restart number `n` (from 1): doubling from
+/// `backoff_initial`, capped at `backoff_max`, with ±10 % jitter.
+pub(super) fn backoff(config: &PluginsConfig, n: u32) -> Duration {
+    let d = &config.defaults;
+    let exp = d.backoff_initial.saturating_mul(
+        1u32.checked_shl(n.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX),
+    );
+    let capped = exp.min(d.backoff_max);
+    capped.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "http_probe", "Rule2"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "1a", "_a", "a-b", "a.b", "é", &"a".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut config = PluginsConfig::default();
+        config.defaults.backoff_initial = Duration::from_millis(100);
+        config.defaults.backoff_max = Duration::from_millis(1000);
+        let near = |d: Duration, ms: u64| {
+            let ms = ms as f64;
+            (d.as_secs_f64() * 1000.0 - ms).abs() <= ms * 0.1 + 1e-9
+        };
+        assert!(near(backoff(&config, 1), 100));
+        assert!(near(backoff(&config, 2), 200));
+        assert!(near(backoff(&config, 4), 800));
+        assert!(near(backoff(&config, 5), 1000));
+        assert!(near(backoff(&config, 60), 1000));
+    }
+}

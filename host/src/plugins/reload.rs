@@ -1,0 +1,480 @@
+//! Loading, hot reloading and unloading: one path for all of them. Startup is a
+//! reload of every file in the directory from the empty set; a file event, a
+//! `POST /api/plugins/{name}/reload` and SIGHUP all end here.
+//!
+//! A load reads `NAME.wasm` and `NAME.toml`, skips when neither changed,
+//! parses the manifest, compiles off the async workers (reusing the last
+//! compiled component when only the manifest changed), checks the world,
+//! instantiates and runs `init`, and only then swaps the new generation in
+//! atomically. Calls in flight finish on the old instance. **A failed load
+//! keeps the old version serving** and records why.
+
+use super::context::{Fault, PluginEnv, TokenBucket};
+use super::driver;
+use super::manifest::{Manifest, PluginKind};
+use super::registry::{ErrorInfo, Generation, Inner, LoadMemo, Plugins, Slot, Status, valid_name};
+use super::runtime::CallError;
+use crate::store::SourceKind;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// What one load attempt did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum LoadOutcome {
+    /// A new generation serves.
+    Loaded {
+        /// Its number.
+        generation: u64,
+        /// Its component's SHA-256.
+        sha256: String,
+        /// Its world.
+        kind: PluginKind,
+    },
+    /// Neither the component nor the manifest changed.
+    Unchanged {
+        /// The generation still serving.
+        generation: u64,
+    },
+    /// The component is gone; so is the plugin.
+    Unloaded,
+    /// There is no such plugin (no file, nothing loaded).
+    Absent,
+    /// The load failed; the previous generation, if any, keeps serving.
+    Failed {
+        /// Why.
+        error: String,
+        /// The generation that keeps serving.
+        kept_generation: Option<u64>,
+    },
+}
+
+/// What a failed build means for the slot.
+enum BuildError {
+    /// Bad input: nothing to retry until the files change.
+    Invalid(anyhow::Error),
+    /// `init` faulted: retry with backoff like any crash (when nothing else serves).
+    Fault(Generation, Fault),
+}
+
+impl Plugins {
+    /// Loads every plugin in the directory, marks the host ready, and starts
+    /// watching the directory (when `plugins.watch`).
+    pub async fn start(&self) -> Result<()> {
+        let dir = &self.inner.config.dir;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("failed to create the plugin directory {}", dir.display())
+            })?;
+            tracing::info!(dir = %dir.display(), "created the plugin directory");
+        }
+        let outcomes = self.reload_all().await;
+        let loaded = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, LoadOutcome::Loaded { .. }))
+            .count();
+        tracing::info!(dir = %dir.display(), loaded, found = outcomes.len(), "plugins loaded");
+        self.inner.ready.store(true, Ordering::Release);
+        if self.inner.config.watch {
+            super::watcher::spawn(self.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Loads `name` again from its files. `force` builds a new generation even
+    /// when nothing changed (a fresh instance).
+    pub async fn reload(&self, name: &str, force: bool) -> LoadOutcome {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        // Plugin code (init) runs on the plugin runtime, never on the HTTP one.
+        match self
+            .inner
+            .handle
+            .spawn(async move { inner.load(&name, force).await })
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => LoadOutcome::Failed {
+                error: format!("the load task failed: {e}"),
+                kept_generation: None,
+            },
+        }
+    }
+
+    /// Reloads every plugin in the directory and unloads those whose file is
+    /// gone. What did not change is left alone.
+    pub async fn reload_all(&self) -> Vec<(String, LoadOutcome)> {
+        let mut names = scan(&self.inner.config.dir);
+        names.extend(self.inner.slots.read().keys().cloned());
+        names.sort();
+        names.dedup();
+        let mut outcomes = Vec::with_capacity(names.len());
+        for name in names {
+            let outcome = self.reload(&name, false).await;
+            outcomes.push((name, outcome));
+        }
+        outcomes
+    }
+}
+
+/// Plugin names with a `.wasm` in `dir`.
+fn scan(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| plugin_name(&e.path()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The plugin a path in the directory belongs to: the stem of a `.wasm` or
+/// `.toml` with a valid name. Hidden and temporary files belong to none.
+pub(super) fn plugin_name(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    if file.starts_with('.') {
+        return None;
+    }
+    let (stem, ext) = file.rsplit_once('.')?;
+    if !matches!(ext, "wasm" | "toml") {
+        return None;
+    }
+    if valid_name(stem) {
+        Some(stem.to_string())
+    } else {
+        tracing::debug!(
+            file,
+            "ignoring a file whose name is not a valid plugin name"
+        );
+        None
+    }
+}
+
+impl Inner {
+    pub(super) async fn load(self: &Arc<Self>, name: &str, force: bool) -> LoadOutcome {
+        if !valid_name(name) {
+            return LoadOutcome::Failed {
+                error: format!("invalid plugin name {name:?}"),
+                kept_generation: None,
+            };
+        }
+        let dir = &self.config.dir;
+        let wasm_path = dir.join(format!("{name}.wasm"));
+        let manifest_path = dir.join(format!("{name}.toml"));
+        let bytes = match tokio::fs::read(&wasm_path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.unload(name).await,
+            Err(e) => {
+                let slot = self.slot_or_insert(name);
+                return self.failed(
+                    &slot,
+                    anyhow::anyhow!("cannot read {}: {e}", wasm_path.display()),
+                );
+            }
+        };
+        let manifest_text = match tokio::fs::read_to_string(&manifest_path).await {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                let slot = self.slot_or_insert(name);
+                return self.failed(
+                    &slot,
+                    anyhow::anyhow!("cannot read {}: {e}", manifest_path.display()),
+                );
+            }
+        };
+        let slot = self.slot_or_insert(name);
+        let mut memo = slot.load_lock.lock().await;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let inputs = (sha256.clone(), manifest_text.clone());
+        if !force && memo.inputs.as_ref() == Some(&inputs) {
+            return LoadOutcome::Unchanged {
+                generation: slot.info.lock().generation,
+            };
+        }
+        memo.inputs = Some(inputs);
+        let started = Instant::now();
+        match self
+            .build(
+                &slot,
+                &mut memo,
+                bytes,
+                sha256,
+                manifest_text.as_deref(),
+                &manifest_path,
+            )
+            .await
+        {
+            Ok(generation) => self.swap(&slot, generation, started),
+            Err(BuildError::Invalid(error)) => self.failed(&slot, error),
+            Err(BuildError::Fault(generation, fault)) => {
+                if slot.current().is_some() {
+                    self.failed(&slot, anyhow::anyhow!("init {fault}"))
+                } else {
+                    // Nothing else serves: install it crashed, so restarts with
+                    // backoff (and `failed` after max_restarts) take over.
+                    let outcome = self.swap(&slot, generation, started);
+                    if let Some(generation) = slot.current() {
+                        self.on_fault(&slot, &generation, &fault);
+                    }
+                    outcome
+                }
+            }
+        }
+    }
+
+    fn slot_or_insert(&self, name: &str) -> Arc<Slot> {
+        self.slots
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| Slot::new(name))
+            .clone()
+    }
+
+    /// Everything before the swap; the new generation comes back with its
+    /// instance live, or crashed when `init` faulted.
+    async fn build(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        memo: &mut LoadMemo,
+        bytes: Vec<u8>,
+        sha256: String,
+        manifest_text: Option<&str>,
+        manifest_path: &Path,
+    ) -> Result<Generation, BuildError> {
+        let invalid = BuildError::Invalid;
+        let defaults = &self.config.defaults;
+        let manifest = match manifest_text {
+            Some(text) => Manifest::parse(text, defaults, self.max_series)
+                .with_context(|| format!("invalid manifest {}", manifest_path.display()))
+                .map_err(invalid)?,
+            None => Manifest::defaults(defaults, self.max_series),
+        };
+        let component = match &memo.compiled {
+            Some((hash, component)) if *hash == sha256 => component.clone(),
+            _ => {
+                let inner = self.clone();
+                let component = tokio::task::spawn_blocking(move || inner.runtime.compile(&bytes))
+                    .await
+                    .map_err(|e| invalid(anyhow::anyhow!("the compile task failed: {e}")))?
+                    .map_err(invalid)?;
+                memo.compiled = Some((sha256.clone(), component.clone()));
+                component
+            }
+        };
+        let prepared = self.runtime.prepare(&component).map_err(invalid)?;
+        let kind = prepared.kind();
+        check_kind(&manifest, kind).map_err(invalid)?;
+        let config_json = manifest.config.to_string();
+        let env = Arc::new(PluginEnv {
+            name: slot.name.clone(),
+            log_limiter: parking_lot::Mutex::new(TokenBucket::new(manifest.log_lines_per_second)),
+            manifest: manifest.clone(),
+            config_json,
+            state: slot.state.clone(),
+            http_client: self.http_client.clone(),
+            telemetry: self.deps.telemetry.clone(),
+            output: slot.output.clone(),
+        });
+        let instance = self.runtime.instantiate(&prepared, env.clone()).await;
+        let generation = |instance| Generation {
+            number: 0,
+            sha256: sha256.clone(),
+            kind,
+            manifest: manifest.clone(),
+            prepared: prepared.clone(),
+            env: env.clone(),
+            instance: tokio::sync::Mutex::new(instance),
+            loaded_at_ms: crate::time::now_ms(),
+        };
+        match instance {
+            Ok(instance) => Ok(generation(Some(instance))),
+            Err(CallError::Fault(fault)) => Err(BuildError::Fault(generation(None), fault)),
+            Err(other) => Err(invalid(anyhow::anyhow!("{other}"))),
+        }
+    }
+
+    /// Puts `generation` in service.
+    fn swap(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        mut generation: Generation,
+        started: Instant,
+    ) -> LoadOutcome {
+        let name = slot.name.clone();
+        let kind = generation.kind;
+        let manifest = generation.manifest.clone();
+        {
+            let mut info = slot.info.lock();
+            info.generation += 1;
+            generation.number = info.generation;
+            info.status = Status::Running;
+            info.consecutive_faults = 0;
+            info.next_restart = None;
+            info.healthy_since = Some(Instant::now());
+            info.last_error = None;
+            info.last_reload_error = None;
+        }
+        let generation = Arc::new(generation);
+        let number = generation.number;
+        let sha256 = generation.sha256.clone();
+        let old = slot.current.swap(Some(generation));
+        let old_kind = old.as_ref().map(|g| g.kind);
+
+        let t = &self.deps.telemetry;
+        t.plugin_reloads
+            .with_label_values(&[&*name, "success"])
+            .inc();
+        if let Some(old_kind) = old_kind.filter(|k| *k != kind) {
+            self.retire(slot, old_kind);
+            let _ = t
+                .plugin_up
+                .remove_label_values(&[&*name, old_kind.as_str()]);
+        }
+        t.plugin_up
+            .with_label_values(&[&*name, kind.as_str()])
+            .set(1);
+        t.plugin_memory_limit
+            .with_label_values(&[&*name])
+            .set(i64::try_from(manifest.memory_limit.0).unwrap_or(i64::MAX));
+        t.plugin_timeout
+            .with_label_values(&[&*name])
+            .set(manifest.timeout.as_secs_f64());
+        if kind == PluginKind::Collector {
+            let source = self.deps.store.source(
+                &name,
+                SourceKind::Plugin {
+                    max_series: manifest.max_series,
+                },
+            );
+            *slot.source.lock() = Some(source);
+        }
+        let mut driver = slot.driver.lock();
+        let running = driver
+            .as_ref()
+            .is_some_and(|(k, handle)| *k == kind && !handle.is_finished());
+        if !running {
+            if let Some((_, handle)) = driver.take() {
+                handle.abort();
+            }
+            *driver = Some((
+                kind,
+                self.handle
+                    .spawn(driver::run(self.clone(), slot.clone(), kind)),
+            ));
+        }
+        drop(driver);
+        slot.wake.notify_one();
+        tracing::info!(plugin = %name, generation = number, %kind, sha256 = %&sha256[..12], took = ?started.elapsed(), "plugin loaded");
+        LoadOutcome::Loaded {
+            generation: number,
+            sha256,
+            kind,
+        }
+    }
+
+    /// Records a failed load; the generation serving, if any, keeps serving.
+    fn failed(&self, slot: &Slot, error: anyhow::Error) -> LoadOutcome {
+        let message = format!("{error:#}");
+        self.deps
+            .telemetry
+            .plugin_reloads
+            .with_label_values(&[&*slot.name, "failure"])
+            .inc();
+        let kept = slot.current().map(|g| g.number);
+        let mut info = slot.info.lock();
+        if kept.is_some() {
+            info.last_reload_error = Some(ErrorInfo::new("load", message.clone()));
+            tracing::warn!(plugin = %slot.name, error = %message, "reload failed; the previous version keeps serving");
+        } else {
+            info.status = Status::Invalid;
+            info.last_error = Some(ErrorInfo::new("load", message.clone()));
+            tracing::error!(plugin = %slot.name, error = %message, "plugin could not be loaded");
+        }
+        LoadOutcome::Failed {
+            error: message,
+            kept_generation: kept,
+        }
+    }
+
+    /// Removes a plugin whose component is gone.
+    async fn unload(&self, name: &str) -> LoadOutcome {
+        let Some(slot) = self.slots.read().get(name).cloned() else {
+            return LoadOutcome::Absent;
+        };
+        let _memo = slot.load_lock.lock().await;
+        self.slots.write().remove(name);
+        if let Some((_, handle)) = slot.driver.lock().take() {
+            handle.abort();
+        }
+        if let Some(old) = slot.current.swap(None) {
+            self.retire(&slot, old.kind);
+            self.deps.telemetry.forget_plugin(name, old.kind.as_str());
+        }
+        tracing::info!(plugin = name, "plugin unloaded");
+        LoadOutcome::Unloaded
+    }
+
+    /// Undoes what a plugin of `kind` left in the rest of the host.
+    fn retire(&self, slot: &Slot, kind: PluginKind) {
+        match kind {
+            PluginKind::Collector => {
+                if let Some(source) = slot.source.lock().take() {
+                    self.deps.store.remove_source(source);
+                }
+                slot.info.lock().series = 0;
+            }
+            PluginKind::Rule => {
+                self.deps
+                    .alerts
+                    .remove_rule(&slot.name, crate::time::now_ms());
+            }
+            PluginKind::Sink => self.deps.events.forget(&slot.name),
+        }
+    }
+}
+
+/// Keys that only make sense for some kinds.
+fn check_kind(manifest: &Manifest, kind: PluginKind) -> Result<()> {
+    if let Some(declared) = manifest.kind {
+        if declared != kind {
+            bail!(
+                "the manifest says kind = \"{declared}\" but the component implements the {kind} world"
+            );
+        }
+    }
+    if kind != PluginKind::Rule && !manifest.select.is_empty() {
+        bail!("invalid key `select` in the manifest: it applies to rules, and this is a {kind}");
+    }
+    if kind != PluginKind::Sink && !manifest.events.is_empty() {
+        bail!("invalid key `events` in the manifest: it applies to sinks, and this is a {kind}");
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_from_paths() {
+        let name = |p: &str| plugin_name(Path::new(p));
+        assert_eq!(name("/d/http_probe.wasm").as_deref(), Some("http_probe"));
+        assert_eq!(name("/d/http_probe.toml").as_deref(), Some("http_probe"));
+        assert_eq!(name("/d/.http_probe.wasm.tmp"), None);
+        assert_eq!(name("/d/http_probe.wasm~"), None);
+        assert_eq!(name("/d/bad-name.wasm"), None);
+        assert_eq!(name("/d/readme.md"), None);
+    }
+}

@@ -1,0 +1,407 @@
+//! The narrow wrapper around wasmtime (**API boundary**): the rest of the host
+//! never touches `Engine`, `Linker` or `Store` directly.
+//!
+//! One `Store` per plugin instance; calls into one instance are serialised by
+//! its owner; every call runs under a time budget (epoch interruption, with a
+//! ticker on its own thread, yielding to tokio every tick so a busy guest never
+//! holds a worker) and a memory limit (`ResourceLimiter`). A trap, a timeout or
+//! a limit hit becomes a [`Fault`]: the instance is discarded, never reused.
+
+use super::bindings::{self, RuleAlert, types};
+use super::context::{Fault, PluginCtx, PluginEnv};
+use super::manifest::PluginKind;
+use crate::model;
+use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+/// How often the epoch advances: the granularity of time budgets and of yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Extra time a call may take beyond its budget while waiting on the host
+/// (an HTTP request, say) before it is abandoned.
+const HOST_GRACE: Duration = Duration::from_millis(500);
+
+/// A failed call, as the caller must treat it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// The export returned an error: an expected failure; the instance stays.
+    Plugin(String),
+    /// A sink could not deliver; `retryable` says whether to try the batch again.
+    Delivery {
+        /// Try again later.
+        retryable: bool,
+        /// Why.
+        message: String,
+    },
+    /// The instance broke a rule or a limit and must be discarded.
+    Fault(Fault),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Plugin(m) => write!(f, "plugin returned an error: {m}"),
+            CallError::Delivery {
+                retryable: true,
+                message,
+            } => write!(f, "delivery failed (retryable): {message}"),
+            CallError::Delivery {
+                retryable: false,
+                message,
+            } => write!(f, "delivery failed (permanent): {message}"),
+            CallError::Fault(fault) => fault.fmt(f),
+        }
+    }
+}
+
+impl From<Fault> for CallError {
+    fn from(f: Fault) -> Self {
+        CallError::Fault(f)
+    }
+}
+
+/// The engine, the linker with every host capability, and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginCtx>,
+    _ticker: EpochTicker,
+}
+
+/// A compiled component, type-checked against its world and ready to instantiate.
+#[derive(Clone)]
+pub struct Prepared {
+    kind: PluginKind,
+    pre: Pre,
+}
+
+#[derive(Clone)]
+enum Pre {
+    Collector(bindings::CollectorPre<PluginCtx>),
+    Rule(bindings::RulePre<PluginCtx>),
+    Sink(bindings::SinkPre<PluginCtx>),
+}
+
+impl Prepared {
+    /// The world it implements.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (Cranelift, epoch interruption, the compilation cache
+    /// when `cache_dir` is given) and links every capability.
+    pub fn new(cache_dir: Option<&std::path::Path>) -> Result<Runtime> {
+        let mut config = wasmtime::Config::new();
+        config
+            .epoch_interruption(true)
+            .parallel_compilation(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(dir) = cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(
+                wasmtime::Cache::new(cache)
+                    .map_err(anyhow::Error::from)
+                    .context("failed to set up the compilation cache")?,
+            ));
+        }
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("failed to create the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link WASI")?;
+        bindings::Plugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)
+            .map_err(anyhow::Error::from)
+            .context("failed to link the host capabilities")?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(Runtime {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles a component. Blocking and CPU-heavy: call it off the async workers.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component> {
+        if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            bail!("this is a core WebAssembly module, not a component: build it for wasm32-wasip2");
+        }
+        Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))
+    }
+
+    /// Reads the world a component implements from its exports, then checks
+    /// its imports and exports against that world.
+    pub fn prepare(&self, component: &Component) -> Result<Prepared> {
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        let kinds: Vec<PluginKind> = [
+            (has("collect"), PluginKind::Collector),
+            (has("evaluate"), PluginKind::Rule),
+            (has("deliver"), PluginKind::Sink),
+        ]
+        .into_iter()
+        .filter_map(|(present, kind)| present.then_some(kind))
+        .collect();
+        let kind = match kinds.as_slice() {
+            [kind] => *kind,
+            [] => bail!(
+                "not a wasmon plugin: it exports none of `collect`, `evaluate`, `deliver` (its exports: {})",
+                if exports.is_empty() {
+                    "none".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            ),
+            _ => bail!(
+                "ambiguous plugin: it exports more than one of `collect`, `evaluate`, `deliver`"
+            ),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| anyhow::anyhow!("cannot link the {kind} plugin: {e:#}"))?;
+        let mismatch = |e: wasmtime::Error| {
+            anyhow::anyhow!("does not match the wasmon:plugin/{kind}@0.1.0 world: {e:#}")
+        };
+        let pre = match kind {
+            PluginKind::Collector => {
+                Pre::Collector(bindings::CollectorPre::new(instance_pre).map_err(mismatch)?)
+            }
+            PluginKind::Rule => Pre::Rule(bindings::RulePre::new(instance_pre).map_err(mismatch)?),
+            PluginKind::Sink => Pre::Sink(bindings::SinkPre::new(instance_pre).map_err(mismatch)?),
+        };
+        Ok(Prepared { kind, pre })
+    }
+
+    /// Instantiates a prepared component and calls its `init`.
+    pub async fn instantiate(
+        &self,
+        prepared: &Prepared,
+        env: Arc<PluginEnv>,
+    ) -> Result<Instance, CallError> {
+        let budget = env.manifest.timeout;
+        env.output.clear();
+        let mut store = Store::new(&self.engine, PluginCtx::new(env));
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().call.deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        let pre = prepared.pre.clone();
+        let exports = run(&mut store, budget, async |store| {
+            Ok(match &pre {
+                Pre::Collector(p) => Exports::Collector(p.instantiate_async(&mut *store).await?),
+                Pre::Rule(p) => Exports::Rule(p.instantiate_async(&mut *store).await?),
+                Pre::Sink(p) => Exports::Sink(p.instantiate_async(&mut *store).await?),
+            })
+        })
+        .await?;
+        let mut instance = Instance { store, exports };
+        instance.init().await?;
+        Ok(instance)
+    }
+}
+
+/// The exports of one instance, by world.
+enum Exports {
+    Collector(bindings::Collector),
+    Rule(bindings::Rule),
+    Sink(bindings::Sink),
+}
+
+/// One live instance of a plugin: its store and its exports.
+pub struct Instance {
+    store: Store<PluginCtx>,
+    exports: Exports,
+}
+
+impl Instance {
+    /// Bytes of linear memory the instance holds.
+    pub fn memory_held(&self) -> u64 {
+        self.store.data().limiter.held
+    }
+
+    async fn init(&mut self) -> Result<(), CallError> {
+        let budget = self.store.data().env.manifest.timeout;
+        let result = match &self.exports {
+            Exports::Collector(e) => {
+                run(&mut self.store, budget, async |s| e.call_init(s).await).await?
+            }
+            Exports::Rule(e) => {
+                run(&mut self.store, budget, async |s| e.call_init(s).await).await?
+            }
+            Exports::Sink(e) => {
+                run(&mut self.store, budget, async |s| e.call_init(s).await).await?
+            }
+        };
+        result.map_err(|e| CallError::Plugin(format!("init failed: {}", e.message)))
+    }
+
+    /// Calls a collector's `collect`.
+    pub async fn collect(&mut self) -> Result<Vec<model::Sample>, CallError> {
+        let Exports::Collector(e) = &self.exports else {
+            return Err(wrong_world("collect"));
+        };
+        let env = self.store.data().env.clone();
+        let samples = run(&mut self.store, env.manifest.timeout, async |s| {
+            e.call_collect(s).await
+        })
+        .await?
+        .map_err(|e| CallError::Plugin(e.message))?;
+        check_output(samples.len(), env.manifest.max_samples_per_call)?;
+        Ok(samples.into_iter().map(model::Sample::from).collect())
+    }
+
+    /// Calls a rule's `evaluate`.
+    pub async fn evaluate(&mut self, input: types::RuleInput) -> Result<Vec<RuleAlert>, CallError> {
+        let Exports::Rule(e) = &self.exports else {
+            return Err(wrong_world("evaluate"));
+        };
+        let env = self.store.data().env.clone();
+        let alerts = run(&mut self.store, env.manifest.timeout, async |s| {
+            e.call_evaluate(s, &input).await
+        })
+        .await?
+        .map_err(|e| CallError::Plugin(e.message))?;
+        check_output(alerts.len(), env.manifest.max_samples_per_call)?;
+        Ok(alerts.into_iter().map(RuleAlert::from).collect())
+    }
+
+    /// Calls a sink's `deliver`.
+    pub async fn deliver(&mut self, batch: &[Arc<model::Event>]) -> Result<(), CallError> {
+        let Exports::Sink(e) = &self.exports else {
+            return Err(wrong_world("deliver"));
+        };
+        let budget = self.store.data().env.manifest.timeout;
+        let batch: Vec<types::Event> = batch.iter().map(|e| types::Event::from(&**e)).collect();
+        run(&mut self.store, budget, async |s| {
+            e.call_deliver(s, &batch).await
+        })
+        .await?
+        .map_err(|e| match e {
+            types::DeliveryError::Retryable(message) => CallError::Delivery {
+                retryable: true,
+                message,
+            },
+            types::DeliveryError::Permanent(message) => CallError::Delivery {
+                retryable: false,
+                message,
+            },
+        })
+    }
+}
+
+fn wrong_world(export: &str) -> CallError {
+    CallError::Fault(Fault::Trap(format!(
+        "the host called `{export}` on a plugin of another world"
+    )))
+}
+
+fn check_output(len: usize, max: usize) -> Result<(), Fault> {
+    if len > max {
+        return Err(Fault::Output(format!(
+            "returned {len} items; the limit per call is {max} (max_samples_per_call)"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs one call under the plugin's budget and turns every way it can break
+/// into a [`Fault`].
+async fn run<R>(
+    store: &mut Store<PluginCtx>,
+    budget: Duration,
+    call: impl AsyncFnOnce(&mut Store<PluginCtx>) -> wasmtime::Result<R>,
+) -> Result<R, Fault> {
+    store.data_mut().call.start(budget);
+    store.set_epoch_deadline(1);
+    let result = tokio::time::timeout(budget + HOST_GRACE, call(&mut *store)).await;
+    let violation = store.data_mut().call.violation.take();
+    let memory = store.data().limiter.held;
+    let env = store.data().env.clone();
+    env.telemetry
+        .plugin_memory
+        .with_label_values(&[&*env.name])
+        .set(i64::try_from(memory).unwrap_or(i64::MAX));
+    match result {
+        Err(_) => Err(Fault::Timeout(budget)),
+        Ok(Err(error)) => Err(classify(error, budget, &env)),
+        Ok(Ok(_)) if violation.is_some() => Err(Fault::Capability(violation.unwrap_or_default())),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
+/// What a wasmtime error from a call means.
+fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault {
+    if let Some(fault) = error.downcast_ref::<Fault>() {
+        return fault.clone();
+    }
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return Fault::Timeout(budget);
+    }
+    let cause = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    // A Rust guest prints its panic message to stderr just before it aborts.
+    let output = env.output.tail();
+    let last: Vec<&str> = output.lines().rev().take(3).collect();
+    if last.is_empty() {
+        Fault::Trap(cause)
+    } else {
+        let said: Vec<&str> = last.into_iter().rev().collect();
+        Fault::Trap(format!("{cause}; the plugin wrote: {}", said.join(" | ")))
+    }
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`].
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmon-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(anyhow::Error::from)
+            .context("failed to start the epoch ticker")?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

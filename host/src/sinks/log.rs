@@ -1,0 +1,176 @@
+//! The event log: a bounded, sequence-numbered ring of events with one
+//! acknowledged cursor per sink.
+
+use crate::model::Event;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Events bound for sinks, in order, each with a sequence number.
+pub struct EventLog {
+    inner: Mutex<Ring>,
+    end: watch::Sender<u64>,
+    dropped: Option<prometheus::IntCounter>,
+}
+
+struct Ring {
+    events: VecDeque<Arc<Event>>,
+    /// Sequence number of `events[0]`.
+    first: u64,
+    capacity: usize,
+    cursors: HashMap<String, u64>,
+}
+
+impl Ring {
+    fn end(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+}
+
+impl EventLog {
+    /// A log that keeps at most `capacity` events.
+    pub fn new(capacity: usize) -> Self {
+        let (end, _) = watch::channel(0);
+        EventLog {
+            inner: Mutex::new(Ring {
+                events: VecDeque::new(),
+                first: 0,
+                capacity: capacity.max(1),
+                cursors: HashMap::new(),
+            }),
+            end,
+            dropped: None,
+        }
+    }
+
+    /// Counts events evicted before every sink read them in `counter`.
+    pub fn with_drop_counter(mut self, counter: prometheus::IntCounter) -> Self {
+        self.dropped = Some(counter);
+        self
+    }
+
+    /// Appends one event; returns its sequence number.
+    pub fn append(&self, event: Event) -> u64 {
+        let mut ring = self.inner.lock();
+        if ring.events.len() == ring.capacity {
+            let evicted = ring.first;
+            ring.events.pop_front();
+            ring.first += 1;
+            if ring.cursors.values().any(|&c| c <= evicted) {
+                if let Some(counter) = &self.dropped {
+                    counter.inc();
+                }
+            }
+        }
+        ring.events.push_back(Arc::new(event));
+        let end = ring.end();
+        drop(ring);
+        self.end.send_replace(end);
+        end - 1
+    }
+
+    /// The sequence number the next event will get.
+    pub fn end(&self) -> u64 {
+        self.inner.lock().end()
+    }
+
+    /// Up to `max` events from sequence number `from` on, and how many events
+    /// between `from` and the oldest one kept were already evicted.
+    pub fn read(&self, from: u64, max: usize) -> (Vec<(u64, Arc<Event>)>, u64) {
+        let ring = self.inner.lock();
+        let skipped = ring.first.saturating_sub(from);
+        let start = from.max(ring.first);
+        let offset = usize::try_from(start - ring.first).unwrap_or(usize::MAX);
+        let events = ring
+            .events
+            .iter()
+            .skip(offset)
+            .take(max)
+            .enumerate()
+            .map(|(i, e)| (start + i as u64, e.clone()))
+            .collect();
+        (events, skipped)
+    }
+
+    /// Resolves when the log's end changes; gives the new end.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.end.subscribe()
+    }
+
+    /// A sink's cursor: the next sequence number it has not acknowledged. A
+    /// sink seen for the first time starts at the end (it gets new events only).
+    pub fn cursor(&self, sink: &str) -> u64 {
+        let mut ring = self.inner.lock();
+        let end = ring.end();
+        *ring.cursors.entry(sink.to_string()).or_insert(end)
+    }
+
+    /// Moves a sink's cursor forward to `next`.
+    pub fn ack(&self, sink: &str, next: u64) {
+        let mut ring = self.inner.lock();
+        let cursor = ring.cursors.entry(sink.to_string()).or_insert(next);
+        *cursor = (*cursor).max(next);
+    }
+
+    /// Forgets a sink that was removed.
+    pub fn forget(&self, sink: &str) {
+        self.inner.lock().cursors.remove(sink);
+    }
+
+    /// Events a sink has yet to acknowledge.
+    pub fn backlog(&self, sink: &str) -> u64 {
+        let ring = self.inner.lock();
+        ring.cursors
+            .get(sink)
+            .map_or(0, |&c| ring.end().saturating_sub(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> Event {
+        Event::new(format!("test.{n}"), "test")
+    }
+
+    #[test]
+    fn cursors_start_at_the_end_and_advance_on_ack() {
+        let log = EventLog::new(10);
+        log.append(event(0));
+        assert_eq!(log.cursor("s"), 1);
+        log.append(event(1));
+        log.append(event(2));
+        let (batch, skipped) = log.read(log.cursor("s"), 10);
+        assert_eq!(skipped, 0);
+        assert_eq!(
+            batch.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(log.backlog("s"), 2);
+        log.ack("s", 3);
+        assert_eq!(log.backlog("s"), 0);
+        log.ack("s", 2);
+        assert_eq!(log.cursor("s"), 3, "a cursor never moves back");
+    }
+
+    #[test]
+    fn eviction_is_counted_only_when_a_sink_had_not_read() {
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let log = EventLog::new(2).with_drop_counter(counter.clone());
+        for n in 0..5 {
+            log.append(event(n));
+        }
+        assert_eq!(counter.get(), 0, "no sink, nothing lost");
+        assert_eq!(log.cursor("s"), 5);
+        for n in 5..9 {
+            log.append(event(n));
+        }
+        assert_eq!(counter.get(), 2);
+        let (batch, skipped) = log.read(5, 10);
+        assert_eq!(skipped, 2);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].0, 7);
+    }
+}
