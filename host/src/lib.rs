@@ -21,6 +21,7 @@
 pub mod config;
 pub mod model;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod units;
