@@ -19,7 +19,9 @@
 //! - [`shutdown`]: the token every task watches.
 
 pub mod config;
+pub mod export;
 pub mod model;
+pub mod sampling;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
