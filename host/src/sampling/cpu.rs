@@ -3,14 +3,18 @@
 use super::Sampler;
 use crate::model::Sample;
 use anyhow::{Context, Result};
-use sysinfo::System;
+use std::time::Instant;
+use sysinfo::{MINIMUM_CPU_UPDATE_INTERVAL, System};
 
 /// `wasmon_cpu_usage_ratio`, `wasmon_cpu_core_usage_ratio{cpu}`, `wasmon_cpu_logical_cores`.
 ///
 /// Usage is the share of time busy since the previous run (all CPUs, 0–1). The
-/// constructor takes a first reading, so the first run already has a baseline.
+/// constructor takes a first reading, so the first run already has a baseline;
+/// a run that comes sooner than `sysinfo`'s minimum interval (200 ms on Linux)
+/// after it waits for the rest of that interval.
 pub struct CpuSampler {
     system: Option<System>,
+    last_refresh: Instant,
 }
 
 impl CpuSampler {
@@ -20,7 +24,10 @@ impl CpuSampler {
             system.refresh_cpu_usage();
             system
         });
-        CpuSampler { system }
+        CpuSampler {
+            system,
+            last_refresh: Instant::now(),
+        }
     }
 }
 
@@ -41,10 +48,15 @@ impl Sampler for CpuSampler {
             None => {
                 let mut system = System::new().context("failed to open the system information")?;
                 system.refresh_cpu_usage();
+                self.last_refresh = Instant::now();
                 self.system.insert(system)
             }
         };
+        if let Some(wait) = MINIMUM_CPU_UPDATE_INTERVAL.checked_sub(self.last_refresh.elapsed()) {
+            std::thread::sleep(wait);
+        }
         system.refresh_cpu_usage();
+        self.last_refresh = Instant::now();
         let cpus = system.cpus();
         if cpus.is_empty() {
             anyhow::bail!("no CPU found");

@@ -95,6 +95,7 @@ async fn run_source<S: SourceSampler>(sampler: S, store: Arc<Store>, shutdown: S
         let Some(mut current) = sampler.take() else {
             return;
         };
+        let started = tokio::time::Instant::now();
         let taken = tokio::task::spawn_blocking(move || {
             let samples = current.sample();
             (current, samples)
@@ -113,10 +114,11 @@ async fn run_source<S: SourceSampler>(sampler: S, store: Arc<Store>, shutdown: S
         if let Some(problem) = &report.first_problem {
             tracing::warn!(sampler = %name, %problem, dropped = report.dropped_total(), "host samples dropped");
         }
-        let wait = current.interval();
+        // Measured from the start of this snapshot, so the schedule does not drift.
+        let next = started + current.interval();
         sampler = Some(current);
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep_until(next) => {}
             () = shutdown.wait() => return,
         }
     }
