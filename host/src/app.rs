@@ -103,6 +103,11 @@ pub async fn run(
         SHUTDOWN_GRACE,
     ));
 
+    crate::sampling::spawn(
+        &state.config.sampling,
+        state.store.clone(),
+        shutdown.clone(),
+    );
     state.plugins.start().await?;
     spawn_sighup(state.plugins.clone(), shutdown.clone());
 

@@ -441,10 +441,10 @@ impl Config {
             if config.plugins.dir.is_relative() {
                 config.plugins.dir = base.join(&config.plugins.dir);
             }
-            if let Some(cache) = &mut config.plugins.cache_dir {
-                if cache.is_relative() {
-                    *cache = base.join(&*cache);
-                }
+            if let Some(cache) = &mut config.plugins.cache_dir
+                && cache.is_relative()
+            {
+                *cache = base.join(&*cache);
             }
         }
         config.validate()?;

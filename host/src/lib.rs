@@ -24,6 +24,7 @@ pub mod export;
 pub mod model;
 pub mod plugins;
 pub mod rules;
+pub mod sampling;
 pub mod shutdown;
 pub mod sinks;
 pub mod store;

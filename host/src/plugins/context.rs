@@ -80,6 +80,42 @@ pub struct PluginEnv {
     pub output: GuestOutput,
 }
 
+impl PluginEnv {
+    /// The environment of one generation of plugin `name`.
+    pub fn new(
+        name: Arc<str>,
+        manifest: Manifest,
+        state: Arc<KvState>,
+        http_client: reqwest::Client,
+        telemetry: Arc<Telemetry>,
+        output: GuestOutput,
+    ) -> Self {
+        PluginEnv {
+            name,
+            log_limiter: Mutex::new(TokenBucket::new(manifest.log_lines_per_second)),
+            config_json: manifest.config.to_string(),
+            manifest,
+            state,
+            http_client,
+            telemetry,
+            output,
+        }
+    }
+}
+
+/// The client behind every plugin's `http` capability: no redirects (the
+/// plugin sees the 3xx), rustls with ring.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a default TLS provider; an error here only means
+    // another part of the process installed one first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("wasmon/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| anyhow::anyhow!("failed to build the HTTP client: {e}"))
+}
+
 /// The data of a plugin's `Store`.
 pub struct PluginCtx {
     pub(crate) wasi: WasiCtx,

@@ -12,6 +12,7 @@
 //! - `reload`: the one path for startup, file changes, API and SIGHUP reloads.
 //! - `driver`: the per-kind loops, restarts with backoff.
 //! - `watcher`: the directory watcher (notify, debounced).
+//! - `standalone`: one plugin outside the registry (`wasmon plugin check`, benchmarks).
 //!
 //! Invariant: a trap, a timeout, a memory bomb or a forbidden capability in a
 //! guest becomes a `Fault` of that plugin; it never takes down the process,
@@ -25,6 +26,7 @@ pub mod manifest;
 mod registry;
 mod reload;
 mod runtime;
+mod standalone;
 mod state;
 mod watcher;
 
@@ -34,3 +36,5 @@ pub use registry::{
     Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,
 };
 pub use reload::LoadOutcome;
+pub use runtime::CallError;
+pub use standalone::Standalone;

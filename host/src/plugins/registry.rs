@@ -392,15 +392,8 @@ impl Plugins {
         handle: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> anyhow::Result<Plugins> {
-        // reqwest is built without a default TLS provider; use ring's. An error
-        // only means another part of the process installed one first.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = Runtime::new(config.cache_dir.as_deref())?;
-        let http_client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wasmon/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| anyhow::anyhow!("failed to build the HTTP client: {e}"))?;
+        let http_client = super::context::http_client()?;
         Ok(Plugins {
             inner: Arc::new(Inner {
                 runtime,

@@ -9,7 +9,7 @@
 //! atomically. Calls in flight finish on the old instance. **A failed load
 //! keeps the old version serving** and records why.
 
-use super::context::{Fault, PluginEnv, TokenBucket};
+use super::context::{Fault, PluginEnv};
 use super::driver;
 use super::manifest::{Manifest, PluginKind};
 use super::registry::{ErrorInfo, Generation, Inner, LoadMemo, Plugins, Slot, Status, valid_name};
@@ -272,17 +272,14 @@ impl Inner {
         let prepared = self.runtime.prepare(&component).map_err(invalid)?;
         let kind = prepared.kind();
         check_kind(&manifest, kind).map_err(invalid)?;
-        let config_json = manifest.config.to_string();
-        let env = Arc::new(PluginEnv {
-            name: slot.name.clone(),
-            log_limiter: parking_lot::Mutex::new(TokenBucket::new(manifest.log_lines_per_second)),
-            manifest: manifest.clone(),
-            config_json,
-            state: slot.state.clone(),
-            http_client: self.http_client.clone(),
-            telemetry: self.deps.telemetry.clone(),
-            output: slot.output.clone(),
-        });
+        let env = Arc::new(PluginEnv::new(
+            slot.name.clone(),
+            manifest.clone(),
+            slot.state.clone(),
+            self.http_client.clone(),
+            self.deps.telemetry.clone(),
+            slot.output.clone(),
+        ));
         let instance = self.runtime.instantiate(&prepared, env.clone()).await;
         let generation = |instance| Generation {
             number: 0,
