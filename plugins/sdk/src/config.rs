@@ -12,14 +12,37 @@ use std::time::Duration;
 
 /// The whole `[config]` table, deserialised into `T`.
 ///
+/// An error names the offending key as a path into the table:
+/// `invalid [config] at `targets[1].timeout`: invalid duration "5 parsecs" ...`.
+///
 /// ```ignore
 /// #[derive(serde::Deserialize)]
 /// struct Config { targets: Vec<String>, #[serde(default)] timeout_ms: Option<u32> }
 /// let config: Config = wasmon_sdk::config::get()?;
 /// ```
 pub fn get<T: DeserializeOwned>() -> Result<T, Error> {
-    serde_json::from_str(&host::config_json())
-        .map_err(|e| Error::new(format!("invalid [config]: {e}")))
+    from_json(&host::config_json())
+}
+
+/// [`get`] on a given JSON text: what `get` does with the host's answer, and
+/// what native unit tests of a plugin's config call.
+pub fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
+    let deserializer = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        // serde_json appends the position in the JSON text, which the user
+        // never wrote (the host made it from TOML): keep only the message.
+        let message = e.inner().to_string();
+        let message = match message.rsplit_once(" at line ") {
+            Some((message, _)) => message.to_string(),
+            None => message,
+        };
+        if path == "." {
+            Error::new(format!("invalid [config]: {message}"))
+        } else {
+            Error::new(format!("invalid [config] at `{path}`: {message}"))
+        }
+    })
 }
 
 /// The `[config]` table as raw JSON text.
@@ -141,6 +164,43 @@ mod tests {
             (Err(got), Err(want)) => assert!(got.contains(want), "{got:?} lacks {want:?}"),
             (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[allow(dead_code)]
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        #[allow(dead_code)]
+        #[serde(deserialize_with = "duration")]
+        timeout: Duration,
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = from_json::<Sample>(r#"{"items": [{"timeout": 1}, {"timeout": "5 parsecs"}]}"#)
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("invalid [config] at `items[1].timeout`: invalid duration"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("at line"), "{}", err.message);
+        let err = from_json::<Sample>(r#"{"items": [{"timout": 1}]}"#).unwrap_err();
+        assert!(err.message.contains("`items[0].timout`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `timout`"),
+            "{}",
+            err.message
+        );
+        let err = from_json::<Sample>("{}").unwrap_err();
+        assert_eq!(err.message, "invalid [config]: missing field `items`");
     }
 
     #[test]
