@@ -35,6 +35,8 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "plugin",
+        // So plugins and their tests can compare samples, alerts and events.
+        additional_derives: [PartialEq],
     });
 }
 
