@@ -26,7 +26,14 @@ pub fn get<T: DeserializeOwned>() -> Result<T, Error> {
 
 /// [`get`] on a given JSON text: what `get` does with the host's answer, and
 /// what native unit tests of a plugin's config call.
+///
+/// A manifest without `[config]` reads as an empty table (`{}`), so a config
+/// type whose fields all have defaults needs no `[config]` at all.
 pub fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
+    let json = match json.trim() {
+        "" | "null" => "{}",
+        json => json,
+    };
     let deserializer = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -201,6 +208,10 @@ mod tests {
         );
         let err = from_json::<Sample>("{}").unwrap_err();
         assert_eq!(err.message, "invalid [config]: missing field `items`");
+        for empty in ["", "null", " "] {
+            let err = from_json::<Sample>(empty).unwrap_err();
+            assert_eq!(err.message, "invalid [config]: missing field `items`");
+        }
     }
 
     #[test]

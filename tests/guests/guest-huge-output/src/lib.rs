@@ -1,13 +1,16 @@
 //! Fixture `guest-huge-output` (hostile): `collect()` returns `[config] count`
-//! samples (2 000 000 by default), far over the host's per-call cap
-//! (`max_samples_per_call`, 10 000 by default), which the host must treat as
-//! a fault rather than store or export.
+//! samples `fixture_huge` = i (200 000 by default), far over the host's
+//! per-call cap (`max_samples_per_call`, 10 000 by default), which the host
+//! must treat as a fault rather than store or export.
 //!
-//! The samples are as small as a sample gets (`fixture_huge` = i, no labels),
-//! yet 2 000 000 of them need about 250 MiB of guest memory (the Rust vector
-//! plus its canonical-ABI copy), so a manifest for the default count sets
-//! `memory_limit = "512MiB"`; under the default 64 MiB limit use
-//! `count = 200000` (20 times the cap, about 25 MiB).
+//! The default is 20 times the cap and fits the default limits: about 26 MiB
+//! of guest memory (64 bytes per sample in the Rust vector, as much again for
+//! its canonical-ABI copy) and under wasmtime's default hostcall fuel (128 MiB
+//! copied per call). Larger counts hit those limits first, which is a fault
+//! too but not the host's own check: `count = 2000000` needs
+//! `memory_limit = "512MiB"` and then traps in wasmtime with "too much data is
+//! being copied between the host and the guest"; under 64 MiB it runs out of
+//! memory ("memory allocation of 128000000 bytes failed").
 
 use serde::Deserialize;
 use wasmon_sdk::{Collector, Error, MetricKind, Sample};
@@ -21,7 +24,7 @@ struct Config {
 }
 
 const fn default_count() -> usize {
-    2_000_000
+    200_000
 }
 
 /// The collector.
