@@ -193,8 +193,11 @@ fn selector(check: &Check) -> String {
     out
 }
 
-/// A value for a human: integers as integers, others with three significant
-/// digits after the point at most (`0.93`, `12.5`, `0.000123`).
+/// A value for a human: integers as integers, others rounded to three
+/// significant digits after the point at most (`0.93`, `12.5`, `0.000123`).
+///
+/// Rounds arithmetically and prints the shortest form, so the plugin carries
+/// one float-formatting algorithm rather than two.
 pub fn format_value(value: f64) -> String {
     if !value.is_finite() {
         return value.to_string();
@@ -203,10 +206,8 @@ pub fn format_value(value: f64) -> String {
         return format!("{}", value as i64);
     }
     let magnitude = value.abs().log10().floor() as i32;
-    let decimals = (2 - magnitude).clamp(2, 12) as usize;
-    let text = format!("{value:.decimals$}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    text.to_string()
+    let scale = 10f64.powi((2 - magnitude).clamp(2, 12));
+    format!("{}", (value * scale).round() / scale)
 }
 
 #[cfg(test)]
@@ -542,6 +543,9 @@ mod tests {
             (12.5, "12.5"),
             (1234.5678, "1234.57"),
             (0.000123, "0.000123"),
+            (0.00012345, "0.000123"),
+            (0.1 + 0.2, "0.3"),
+            (99.999, "100"),
             (-0.5, "-0.5"),
             (f64::INFINITY, "inf"),
         ] {
