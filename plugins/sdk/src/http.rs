@@ -90,3 +90,40 @@ impl Response {
         (200..300).contains(&self.status)
     }
 }
+
+impl std::str::FromStr for Method {
+    type Err = String;
+
+    /// Parses a method name, case-insensitively (`"GET"`, `"post"`).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(match name.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => {
+                return Err(format!(
+                    "unknown HTTP method {name:?} (expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)"
+                ));
+            }
+        })
+    }
+}
+
+impl Method {
+    /// The method's name as sent on the wire: `GET`, `POST`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+}

@@ -25,6 +25,7 @@
 //!   crate by the `export_*!` macros, with these imports shared.
 //! - [`Collector`], [`Rule`], [`Sink`]: one trait per world, with defaults.
 //! - [`config`], [`state`], [`http`], [`log`]: the host capabilities in Rust shape.
+//! - [`glob`]: the `*` patterns manifests and configs use.
 //! - the re-exported WIT types ([`Sample`], [`Alert`], [`Event`], ...) with builders.
 
 #![deny(missing_docs)]
@@ -34,10 +35,13 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "plugin",
+        // So plugins and their tests can compare samples, alerts and events.
+        additional_derives: [PartialEq],
     });
 }
 
 pub mod config;
+pub mod glob;
 pub mod http;
 pub mod log;
 pub mod state;
