@@ -92,7 +92,7 @@ impl Telemetry {
             plugin_restarts: counter_vec(
                 &registry,
                 "wasmon_plugin_restarts_total",
-                "Plugin restarts after a fault.",
+                "Plugin restart attempts after a fault.",
                 &["plugin"],
             )?,
             plugin_reloads: counter_vec(

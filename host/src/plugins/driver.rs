@@ -395,18 +395,19 @@ impl Inner {
             && info.next_restart.is_some_and(|t| Instant::now() >= t);
         if due {
             info.status = Status::Restarting;
+            info.restarts += 1;
+            self.deps.telemetry.plugin_restarts.with_label_values(&[&*slot.name]).inc();
         }
         due
     }
 
     fn on_restarted(&self, slot: &Slot, generation: &Generation) {
-        let t = &self.deps.telemetry;
-        t.plugin_restarts.with_label_values(&[&*slot.name]).inc();
-        t.plugin_up
+        self.deps
+            .telemetry
+            .plugin_up
             .with_label_values(&[&*slot.name, generation.kind.as_str()])
             .set(1);
         let mut info = slot.info.lock();
-        info.restarts += 1;
         info.status = Status::Running;
         info.next_restart = None;
         info.healthy_since = Some(Instant::now());

@@ -273,7 +273,7 @@ pub struct PluginView {
     pub last_error: Option<ErrorInfo>,
     /// Why the last reload failed while the previous version kept serving.
     pub last_reload_error: Option<ErrorInfo>,
-    /// Restarts after faults, since it was first loaded.
+    /// Restart attempts after faults, since it was first loaded.
     pub restarts: u64,
     /// Faults in a row.
     pub consecutive_faults: u32,

@@ -193,9 +193,13 @@ impl Runtime {
         env: Arc<PluginEnv>,
     ) -> Result<Instance, CallError> {
         let budget = env.manifest.timeout;
+        let fuel = hostcall_fuel(env.manifest.max_samples_per_call);
         env.output.clear();
         let mut store = Store::new(&self.engine, PluginCtx::new(env));
         store.limiter(|ctx| &mut ctx.limiter);
+        // Bounds what the host allocates for one call's data (a huge answer is
+        // refused while it is being copied, not after).
+        store.set_hostcall_fuel(fuel);
         store.epoch_deadline_callback(|ctx| {
             Ok(if Instant::now() >= ctx.data().call.deadline {
                 UpdateDeadline::Interrupt
@@ -347,6 +351,15 @@ async fn run<R>(
     }
 }
 
+/// Bytes of data one call may move from the guest to the host: room for
+/// `max_samples` samples of 1 KiB each, and at least 4 MiB.
+fn hostcall_fuel(max_samples: usize) -> usize {
+    max_samples.saturating_mul(1024).max(4 << 20)
+}
+
+/// What wasmtime says when a call moves more data than its hostcall fuel.
+const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 /// What a wasmtime error from a call means.
 fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault {
     if let Some(fault) = error.downcast_ref::<Fault>() {
@@ -354,6 +367,10 @@ fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault 
     }
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return Fault::Timeout(budget);
+    }
+    if error.chain().any(|e| e.to_string().contains(FUEL_EXHAUSTED)) {
+        let limit = hostcall_fuel(env.manifest.max_samples_per_call);
+        return Fault::Output(format!("the call moved more than {limit} bytes from the plugin to the host"));
     }
     let cause = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
