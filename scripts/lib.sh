@@ -5,7 +5,11 @@
 # The repository root, whatever the caller's working directory.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+if [ -t 2 ]; then
+  say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  say() { printf '==> %s\n' "$*" >&2; }
+fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Installs the wasm32-wasip2 standard library if this toolchain lacks it.
