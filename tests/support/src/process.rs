@@ -42,24 +42,31 @@ pub fn free_port() -> u16 {
 /// Lines a child wrote on stdout and stderr, in arrival order, ANSI colours removed.
 #[derive(Default)]
 pub(crate) struct Logs {
-    lines: Mutex<Vec<String>>,
-    grew: Condvar,
+    inner: Mutex<LogsInner>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct LogsInner {
+    lines: Vec<String>,
+    /// Output streams still being read.
+    open_streams: usize,
 }
 
 impl Logs {
     pub(crate) fn push(&self, line: String) {
-        self.lines.lock().unwrap().push(line);
-        self.grew.notify_all();
+        self.inner.lock().unwrap().lines.push(line);
+        self.changed.notify_all();
     }
 
     /// Every line so far, joined with newlines.
     pub(crate) fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.inner.lock().unwrap().lines.join("\n")
     }
 
     /// How many lines there are now (a mark for [`Logs::wait_for`]).
     pub(crate) fn len(&self) -> usize {
-        self.lines.lock().unwrap().len()
+        self.inner.lock().unwrap().lines.len()
     }
 
     /// Waits until a line from index `since` on contains `pattern`; returns it.
@@ -70,14 +77,33 @@ impl Logs {
         timeout: Duration,
     ) -> Option<String> {
         let deadline = Instant::now() + timeout;
-        let mut lines = self.lines.lock().unwrap();
+        let mut inner = self.inner.lock().unwrap();
         loop {
-            if let Some(line) = lines.iter().skip(since).find(|l| l.contains(pattern)) {
+            if let Some(line) = inner.lines.iter().skip(since).find(|l| l.contains(pattern)) {
                 return Some(line.clone());
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            lines = self.grew.wait_timeout(lines, left).unwrap().0;
+            inner = self.changed.wait_timeout(inner, left).unwrap().0;
         }
+    }
+
+    /// Waits (at most `timeout`: a grandchild may hold the pipes open) until every
+    /// stream reached its end, so a child that exited has all its output here.
+    fn wait_drained(&self, timeout: Duration) {
+        let inner = self.inner.lock().unwrap();
+        let _ = self
+            .changed
+            .wait_timeout_while(inner, timeout, |inner| inner.open_streams > 0)
+            .unwrap();
+    }
+
+    fn stream_opened(&self) {
+        self.inner.lock().unwrap().open_streams += 1;
+    }
+
+    fn stream_closed(&self) {
+        self.inner.lock().unwrap().open_streams -= 1;
+        self.changed.notify_all();
     }
 }
 
@@ -103,6 +129,7 @@ fn strip_ansi(line: &str) -> String {
 }
 
 fn capture(stream: impl Read + Send + 'static, logs: Arc<Logs>) {
+    logs.stream_opened();
     std::thread::Builder::new()
         .name("test-child-output".into())
         .spawn(move || {
@@ -113,6 +140,7 @@ fn capture(stream: impl Read + Send + 'static, logs: Arc<Logs>) {
                 logs.push(strip_ansi(line.trim_end_matches(['\n', '\r'])));
                 buf.clear();
             }
+            logs.stream_closed();
         })
         .expect("cannot start an output reader thread");
 }
@@ -451,6 +479,7 @@ impl ChildProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_status() {
+                self.logs.wait_drained(Duration::from_secs(2));
                 return Err(StartError::new(format!(
                     "{} exited during start-up ({status}); its output:\n{}",
                     self.name,
