@@ -53,7 +53,7 @@ pub mod guests {
 pub use host::{Host, HostOptions, LogMark};
 pub use http::Response;
 pub use plugin_dir::PluginDir;
-pub use process::{ProcessId, free_port, leftover_processes};
+pub use process::{ProcessId, free_port, free_ports, leftover_processes};
 pub use recorder::{RecordedRequest, Recorder};
 pub use servers::prometheus::{PrometheusServer, promtool_check};
 pub use servers::rabbitmq::RabbitMqServer;

@@ -33,10 +33,20 @@ pub(crate) fn new_tag(kind: &str) -> String {
 /// A free TCP port on 127.0.0.1 (free now; a server binding it later may race
 /// another process, so starters retry on "address in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("cannot bind a loopback port")
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free TCP ports on 127.0.0.1 (all bound at once, then released).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port"))
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    })
 }
 
 /// Lines a child wrote on stdout and stderr, in arrival order, ANSI colours removed.

@@ -110,11 +110,12 @@ impl RabbitMqServer {
             .prefix("wasmon-rabbitmq-")
             .tempdir()
             .expect("cannot create a temporary directory");
+        let [port, epmd_port, dist_port] = process::free_ports();
         let layout = Layout {
             dir: dir.path().to_path_buf(),
-            port: process::free_port(),
-            epmd_port: process::free_port(),
-            dist_port: process::free_port(),
+            port,
+            epmd_port,
+            dist_port,
         };
         layout
             .write_files()
