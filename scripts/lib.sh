@@ -1,0 +1,69 @@
+# shellcheck shell=bash
+# Shared by the scripts in this directory (sourced, not run): messages, the
+# wasm target, the system packages the tests need, and guest-workspace builds.
+
+# The repository root, whatever the caller's working directory.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+if [ -t 2 ]; then
+  say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  say() { printf '==> %s\n' "$*" >&2; }
+fi
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the wasm32-wasip2 standard library if this toolchain lacks it.
+ensure_wasm_target() {
+  local libdir
+  libdir=$(rustc --print target-libdir --target wasm32-wasip2 2>/dev/null || true)
+  if [ -n "$libdir" ] && [ -d "$libdir" ]; then
+    return
+  fi
+  command -v rustup >/dev/null ||
+    die "the wasm32-wasip2 target is missing and rustup is not installed: install it for your toolchain"
+  say "installing the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2
+}
+
+# Installs (Debian/Ubuntu: apt-get) the real servers the tests start:
+# redis-server, rabbitmq-server (with epmd), prometheus and promtool.
+ensure_test_servers() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null; } || missing+=(rabbitmq-server)
+  { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+  if [ ${#missing[@]} -eq 0 ]; then
+    return
+  fi
+  command -v apt-get >/dev/null ||
+    die "the tests need these packages and this is not a Debian-like system: ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "installing ${missing[*]} needs root (or sudo)"
+    sudo=(sudo)
+  fi
+  say "installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+}
+
+# Runs cargo in a guest workspace (plugins/, tests/guests/) so its own
+# .cargo/config.toml decides the target and the target dir.
+guest_cargo() {
+  local ws=$1
+  shift
+  (cd "$root/$ws" &&
+    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u CARGO_BUILD_TARGET_DIR -u RUSTFLAGS \
+      -u CARGO_ENCODED_RUSTFLAGS cargo "$@")
+}
+
+# Builds every guest workspace that exists, in release.
+build_guests() {
+  local ws
+  for ws in plugins tests/guests; do
+    if [ -f "$root/$ws/Cargo.toml" ]; then
+      say "building $ws/ (wasm32-wasip2, release)"
+      guest_cargo "$ws" build --release
+    fi
+  done
+}

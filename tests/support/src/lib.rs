@@ -1,0 +1,85 @@
+//! Test support for wasmon: everything a black-box test or bench needs to run
+//! the real binary against real plugins and real servers.
+//!
+//! # Layout
+//!
+//! - [`guests`]: one `&str` constant per guest component (the absolute path of
+//!   its `.wasm`), built by this crate's `build.rs` from the `plugins/` and
+//!   `tests/guests/` workspaces, and [`guests::ALL`].
+//! - [`Host`] / [`HostOptions`]: the `wasmon` binary as a child process in a
+//!   temporary directory, on a port the kernel picks, with HTTP helpers and its
+//!   captured log.
+//! - [`PluginDir`]: atomic installs, manifest changes and removals.
+//! - [`Recorder`]: an HTTP server recording requests, with a settable answer.
+//! - [`servers`]: real `redis-server`, `rabbitmq-server` and `prometheus`, and
+//!   [`promtool_check`].
+//! - [`http`]: the small blocking client behind the helpers.
+//! - [`process`]: how children are spawned, tied to the test process, and
+//!   stopped with their whole tree; [`leftover_processes`] checks nothing remains.
+//!
+//! ```no_run
+//! use wasmon_test_support::{Host, HostOptions, Recorder};
+//! use std::time::Duration;
+//!
+//! let target = Recorder::start();
+//! let host = Host::start(
+//!     HostOptions::new("target/debug/wasmon") // env!("CARGO_BIN_EXE_wasmon") in host/tests
+//!         .config("[sampling]\ninterval = \"100ms\""),
+//! );
+//! let (status, _) = host.get("/healthz");
+//! assert_eq!(status, 200);
+//! host.plugins().install("http_probe", "target/.../collector_http_probe.wasm");
+//! host.wait_for_log("plugin loaded", Duration::from_secs(10));
+//! let _ = target.wait_for_requests(1, Duration::from_secs(10));
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod host;
+pub mod http;
+pub mod plugin_dir;
+pub mod process;
+pub mod recorder;
+pub mod servers;
+
+/// The guest components, built by `build.rs`: `COLLECTOR_HTTP_PROBE`,
+/// `RULE_THRESHOLD`, `SINK_WEBHOOK`, `GUEST_INFINITE_LOOP`, ... (the crate's
+/// cdylib or bin target name, upper-cased, `-` → `_`), each the absolute path
+/// of its `.wasm`; and `ALL`, every `(name, path)`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+pub use host::{Host, HostOptions, LogMark};
+pub use http::Response;
+pub use plugin_dir::PluginDir;
+pub use process::{ProcessId, free_port, free_ports, leftover_processes};
+pub use recorder::{RecordedRequest, Recorder};
+pub use servers::prometheus::{PrometheusServer, promtool_check};
+pub use servers::rabbitmq::RabbitMqServer;
+pub use servers::redis::{RedisServer, RespValue};
+
+pub use ::http::StatusCode;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 20 ms until it returns `Some`, and returns that; panics
+/// after `timeout`.
+#[track_caller]
+pub fn wait_until<T>(timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    try_wait_until(timeout, check).unwrap_or_else(|| panic!("condition not met within {timeout:?}"))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`; `None` after `timeout`.
+pub fn try_wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
