@@ -15,7 +15,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(15);
 
 fn sha256(path: &str) -> String {
-    Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn counter_host(extra_config: &str, manifest: &str) -> Host {
@@ -25,7 +28,9 @@ fn counter_host(extra_config: &str, manifest: &str) -> Host {
             .plugin("counter", guests::GUEST_COUNTER)
             .manifest("counter", manifest),
     );
-    wait_plugin(&host, "counter", |p| p["status"] == "running" && p["generation"] == 1);
+    wait_plugin(&host, "counter", |p| {
+        p["status"] == "running" && p["generation"] == 1
+    });
     host
 }
 
@@ -45,7 +50,12 @@ fn sample(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metric_value(&host.get("/metrics").1, name, labels)
 }
 
-fn wait_sample(host: &Host, name: &str, labels: &[(&str, &str)], check: impl Fn(f64) -> bool) -> f64 {
+fn wait_sample(
+    host: &Host,
+    name: &str,
+    labels: &[(&str, &str)],
+    check: impl Fn(f64) -> bool,
+) -> f64 {
     host.wait_until(WAIT, || sample(host, name, labels).filter(|v| check(*v)))
 }
 
@@ -62,7 +72,10 @@ fn a_new_component_serves_within_a_second_and_keeps_the_state() {
     host.plugins().install("counter", guests::GUEST_COUNTER_V2);
     let v2 = wait_plugin(&host, "counter", |p| p["generation"] == 2);
     let took = written.elapsed();
-    assert!(took < Duration::from_secs(1), "the new version took {took:?} to serve");
+    assert!(
+        took < Duration::from_secs(1),
+        "the new version took {took:?} to serve"
+    );
     assert_eq!(v2["sha256"], sha256(guests::GUEST_COUNTER_V2));
     assert_ne!(v2["sha256"], v1["sha256"]);
     assert_eq!(v2["status"], "running");
@@ -70,10 +83,23 @@ fn a_new_component_serves_within_a_second_and_keeps_the_state() {
     wait_sample(&host, "fixture_build", &[("build", "2")], |v| v == 1.0);
     // The v2 instance continued the count v1 kept in the state: no reset to 1.
     let after = sample(&host, "fixture_counter", &[]).unwrap();
-    assert!(after > before, "counter went from {before} to {after} across the reload");
-    assert!(sample(&host, "fixture_build", &[("build", "1")]).is_none(), "v1's series left with v1");
+    assert!(
+        after > before,
+        "counter went from {before} to {after} across the reload"
+    );
+    assert!(
+        sample(&host, "fixture_build", &[("build", "1")]).is_none(),
+        "v1's series left with v1"
+    );
     let (_, metrics) = host.get("/metrics");
-    assert_eq!(metric_value(&metrics, "wasmon_plugin_reloads_total", &[("plugin", "counter"), ("result", "success")]), Some(2.0));
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "wasmon_plugin_reloads_total",
+            &[("plugin", "counter"), ("result", "success")]
+        ),
+        Some(2.0)
+    );
 }
 
 #[test]
@@ -87,22 +113,41 @@ fn a_corrupt_or_wrong_world_component_leaves_the_old_version_serving() {
     assert_eq!(view["sha256"], sha);
     assert_eq!(view["status"], "running");
     let error = view["last_reload_error"]["message"].as_str().unwrap();
-    assert!(error.contains("not a valid WebAssembly component"), "{error}");
+    assert!(
+        error.contains("not a valid WebAssembly component"),
+        "{error}"
+    );
     // Still collecting.
     let n = wait_sample(&host, "fixture_counter", &[], |_| true);
     wait_sample(&host, "fixture_counter", &[], |v| v > n);
 
-    host.plugins().install("counter", guests::GUEST_NOT_A_PLUGIN);
+    host.plugins()
+        .install("counter", guests::GUEST_NOT_A_PLUGIN);
     let view = wait_plugin(&host, "counter", |p| {
-        p["last_reload_error"]["message"].as_str().is_some_and(|m| m.contains("not a wasmon plugin"))
+        p["last_reload_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a wasmon plugin"))
     });
     assert_eq!(view["generation"], 1);
     assert_eq!(view["sha256"], sha);
     let error = view["last_reload_error"]["message"].as_str().unwrap();
-    assert!(error.contains("wasi:cli/run"), "the error lists what it exports: {error}");
+    assert!(
+        error.contains("wasi:cli/run"),
+        "the error lists what it exports: {error}"
+    );
     let (_, metrics) = host.get("/metrics");
-    assert_eq!(metric_value(&metrics, "wasmon_plugin_reloads_total", &[("plugin", "counter"), ("result", "failure")]), Some(2.0));
-    assert_eq!(metric_value(&metrics, "wasmon_plugin_up", &[("plugin", "counter")]), Some(1.0));
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "wasmon_plugin_reloads_total",
+            &[("plugin", "counter"), ("result", "failure")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "wasmon_plugin_up", &[("plugin", "counter")]),
+        Some(1.0)
+    );
 
     // A good version after bad ones loads, and clears the error.
     host.plugins().install("counter", guests::GUEST_COUNTER_V2);
@@ -113,7 +158,8 @@ fn a_corrupt_or_wrong_world_component_leaves_the_old_version_serving() {
 #[test]
 fn a_bad_manifest_leaves_the_old_version_serving_and_names_the_key() {
     let host = counter_host("", "interval = \"100ms\"\n");
-    host.plugins().write_manifest("counter", "interval = \"100ms\"\nmemory_limit = \"lots\"\n");
+    host.plugins()
+        .write_manifest("counter", "interval = \"100ms\"\nmemory_limit = \"lots\"\n");
     let view = wait_plugin(&host, "counter", |p| !p["last_reload_error"].is_null());
     let error = view["last_reload_error"]["message"].as_str().unwrap();
     assert!(error.contains("`memory_limit`"), "{error}");
@@ -127,11 +173,19 @@ fn deleting_the_component_unloads_the_plugin() {
     let host = counter_host("", "interval = \"100ms\"\n");
     wait_sample(&host, "fixture_counter", &[], |_| true);
     host.plugins().remove("counter");
-    host.wait_until(WAIT, || (host.get("/api/plugins/counter").0 == StatusCode::NOT_FOUND).then_some(()));
+    host.wait_until(WAIT, || {
+        (host.get("/api/plugins/counter").0 == StatusCode::NOT_FOUND).then_some(())
+    });
     let (_, metrics) = host.get("/metrics");
-    assert!(metric_value(&metrics, "fixture_counter", &[]).is_none(), "its series are gone");
+    assert!(
+        metric_value(&metrics, "fixture_counter", &[]).is_none(),
+        "its series are gone"
+    );
     assert!(metric_value(&metrics, "wasmon_plugin_up", &[("plugin", "counter")]).is_none());
-    assert_eq!(host.get_json("/api/plugins")["plugins"], serde_json::json!([]));
+    assert_eq!(
+        host.get_json("/api/plugins")["plugins"],
+        serde_json::json!([])
+    );
     let (status, body) = host.get("/api/plugins/counter");
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("detail"), "{body}");
@@ -142,7 +196,10 @@ fn a_manifest_change_reconfigures_the_plugin() {
     let host = counter_host("", "interval = \"100ms\"\n[config]\nversion = \"a\"\n");
     wait_sample(&host, "fixture_version", &[("version", "a")], |v| v == 1.0);
     let sha = plugin(&host, "counter")["sha256"].clone();
-    host.plugins().write_manifest("counter", "interval = \"100ms\"\ntimeout = \"750ms\"\n[config]\nversion = \"b\"\n");
+    host.plugins().write_manifest(
+        "counter",
+        "interval = \"100ms\"\ntimeout = \"750ms\"\n[config]\nversion = \"b\"\n",
+    );
     let view = wait_plugin(&host, "counter", |p| p["generation"] == 2);
     assert_eq!(view["sha256"], sha, "same component");
     assert_eq!(view["manifest"]["timeout"], "750ms");
@@ -163,7 +220,11 @@ fn the_reload_endpoint_and_sighup_take_the_same_path() {
 
     host.plugins().install("counter", guests::GUEST_COUNTER_V2);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(plugin(&host, "counter")["generation"], 2, "not watching: no reload yet");
+    assert_eq!(
+        plugin(&host, "counter")["generation"],
+        2,
+        "not watching: no reload yet"
+    );
     host.signal(libc::SIGHUP);
     let view = wait_plugin(&host, "counter", |p| p["generation"] == 3);
     assert_eq!(view["sha256"], sha256(guests::GUEST_COUNTER_V2));
@@ -171,7 +232,10 @@ fn the_reload_endpoint_and_sighup_take_the_same_path() {
     host.plugins().install_corrupt("counter");
     let (status, body) = host.post("/api/plugins/counter/reload");
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let detail = serde_json::from_str::<Value>(&body).unwrap()["detail"].as_str().unwrap().to_string();
+    let detail = serde_json::from_str::<Value>(&body).unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(detail.contains("generation 3 keeps serving"), "{detail}");
 
     let (status, body) = host.post("/api/plugins/nosuch/reload");
@@ -184,20 +248,38 @@ fn the_reload_endpoint_and_sighup_take_the_same_path() {
 fn plugins_dropped_into_the_directory_load_and_startup_takes_the_same_path() {
     let host = Host::start(HostOptions::new(BIN).config("[sampling]\nenabled = false\n"));
     assert_eq!(host.get_json("/readyz")["ready"], true);
-    host.plugins().write_manifest("late", "interval = \"100ms\"\n");
+    host.plugins()
+        .write_manifest("late", "interval = \"100ms\"\n");
     host.plugins().install("late", guests::GUEST_COUNTER);
-    wait_plugin(&host, "late", |p| p["status"] == "running" && p["generation"] == 1);
-    wait_sample(&host, "fixture_counter", &[("plugin", "late")], |v| v >= 1.0);
+    wait_plugin(&host, "late", |p| {
+        p["status"] == "running" && p["generation"] == 1
+    });
+    wait_sample(&host, "fixture_counter", &[("plugin", "late")], |v| {
+        v >= 1.0
+    });
 }
 
 #[test]
 fn admin_routes_require_the_token_when_one_is_set() {
-    let host = counter_host("[server]\nadmin_token = \"s3cret\"\n", "interval = \"1s\"\n");
+    let host = counter_host(
+        "[server]\nadmin_token = \"s3cret\"\n",
+        "interval = \"1s\"\n",
+    );
     let (status, body) = host.post("/api/plugins/counter/reload");
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let r = host.request("POST", "/api/plugins/counter/reload", &[("authorization", "Bearer wrong")], None);
+    let r = host.request(
+        "POST",
+        "/api/plugins/counter/reload",
+        &[("authorization", "Bearer wrong")],
+        None,
+    );
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = host.request("POST", "/api/plugins/counter/reload", &[("authorization", "Bearer s3cret")], None);
+    let r = host.request(
+        "POST",
+        "/api/plugins/counter/reload",
+        &[("authorization", "Bearer s3cret")],
+        None,
+    );
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // Reading needs no token.
     assert_eq!(host.get("/api/plugins").0, StatusCode::OK);

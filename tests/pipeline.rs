@@ -8,7 +8,9 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, PrometheusServer, Recorder, guests, metric_value, promtool_check};
+use wasmon_test_support::{
+    Host, HostOptions, PrometheusServer, Recorder, guests, metric_value, promtool_check,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(20);
@@ -83,7 +85,11 @@ fn delivered(receiver: &Recorder) -> Vec<Value> {
 }
 
 fn wait_for_event(receiver: &Recorder, event_type: &str) -> Value {
-    wasmon_test_support::wait_until(WAIT, || delivered(receiver).into_iter().find(|e| e["type"] == event_type))
+    wasmon_test_support::wait_until(WAIT, || {
+        delivered(receiver)
+            .into_iter()
+            .find(|e| e["type"] == event_type)
+    })
 }
 
 #[test]
@@ -94,11 +100,29 @@ fn a_failing_probe_fires_an_alert_that_reaches_the_webhook_and_resolves() {
 
     let metrics = host.wait_until(WAIT, || {
         let (_, m) = host.get("/metrics");
-        (metric_value(&m, "probe_success", &[("plugin", "http_probe"), ("target", "app")]) == Some(1.0)).then_some(m)
+        (metric_value(
+            &m,
+            "probe_success",
+            &[("plugin", "http_probe"), ("target", "app")],
+        ) == Some(1.0))
+        .then_some(m)
     });
-    assert_eq!(metric_value(&metrics, "probe_http_status_code", &[("target", "app")]), Some(200.0));
-    assert!(metric_value(&metrics, "probe_duration_seconds", &[("target", "app")]).is_some_and(|v| v > 0.0 && v < 1.0));
-    assert_eq!(metric_value(&metrics, "wasmon_plugin_up", &[("plugin", "http_probe"), ("kind", "collector")]), Some(1.0));
+    assert_eq!(
+        metric_value(&metrics, "probe_http_status_code", &[("target", "app")]),
+        Some(200.0)
+    );
+    assert!(
+        metric_value(&metrics, "probe_duration_seconds", &[("target", "app")])
+            .is_some_and(|v| v > 0.0 && v < 1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "wasmon_plugin_up",
+            &[("plugin", "http_probe"), ("kind", "collector")]
+        ),
+        Some(1.0)
+    );
     promtool_check(&metrics).unwrap();
     assert!(target.requests().iter().all(|r| r.path == "/health"));
     assert_eq!(host.get_json("/api/alerts")["overall"], "OK");
@@ -120,24 +144,53 @@ fn a_failing_probe_fires_an_alert_that_reaches_the_webhook_and_resolves() {
     let alerts = host.get_json("/api/alerts");
     assert_eq!(alerts["overall"], "ALERT", "{alerts}");
     let (_, metrics) = host.get("/metrics");
-    assert_eq!(metric_value(&metrics, "probe_http_status_code", &[("target", "app")]), Some(503.0));
     assert_eq!(
-        metric_value(&metrics, "wasmon_alert_active", &[("alertname", "probe_failed"), ("alertstate", "firing")]),
+        metric_value(&metrics, "probe_http_status_code", &[("target", "app")]),
+        Some(503.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "wasmon_alert_active",
+            &[("alertname", "probe_failed"), ("alertstate", "firing")]
+        ),
         Some(1.0)
     );
-    assert_eq!(metric_value(&metrics, "wasmon_alerts_status", &[]), Some(2.0));
+    assert_eq!(
+        metric_value(&metrics, "wasmon_alerts_status", &[]),
+        Some(2.0)
+    );
     promtool_check(&metrics).unwrap();
 
     target.set_status(200);
     let resolved = wait_for_event(&receiver, "alert.resolved");
     assert_eq!(resolved["alert"]["name"], "probe_failed");
-    assert_eq!(resolved["alert"]["active_since_ms"], firing["alert"]["active_since_ms"]);
-    host.wait_until(WAIT, || (host.get_json("/api/alerts")["overall"] == "OK").then_some(()));
-    let ids: Vec<String> = delivered(&receiver).iter().map(|e| e["id"].to_string()).collect();
+    assert_eq!(
+        resolved["alert"]["active_since_ms"],
+        firing["alert"]["active_since_ms"]
+    );
+    host.wait_until(WAIT, || {
+        (host.get_json("/api/alerts")["overall"] == "OK").then_some(())
+    });
+    let ids: Vec<String> = delivered(&receiver)
+        .iter()
+        .map(|e| e["id"].to_string())
+        .collect();
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "each event is delivered once: {ids:?}");
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "each event is delivered once: {ids:?}"
+    );
     let (_, metrics) = host.get("/metrics");
-    assert!(metric_value(&metrics, "wasmon_sink_delivered_events_total", &[("sink", "webhook")]).is_some_and(|v| v >= 2.0));
+    assert!(
+        metric_value(
+            &metrics,
+            "wasmon_sink_delivered_events_total",
+            &[("sink", "webhook")]
+        )
+        .is_some_and(|v| v >= 2.0)
+    );
 }
 
 #[test]
@@ -154,7 +207,14 @@ fn a_webhook_that_is_down_gets_the_alert_once_it_is_back() {
     // The sink is retried with backoff while the receiver answers 503...
     receiver.wait_for_requests(2, WAIT);
     let (_, metrics) = host.get("/metrics");
-    assert!(metric_value(&metrics, "wasmon_sink_failures_total", &[("sink", "webhook"), ("kind", "retryable")]).is_some_and(|v| v >= 1.0));
+    assert!(
+        metric_value(
+            &metrics,
+            "wasmon_sink_failures_total",
+            &[("sink", "webhook"), ("kind", "retryable")]
+        )
+        .is_some_and(|v| v >= 1.0)
+    );
     // ...and delivers the same batch once it is back: nothing is lost.
     receiver.set_status(200);
     let count = receiver.requests().len();
@@ -163,10 +223,18 @@ fn a_webhook_that_is_down_gets_the_alert_once_it_is_back() {
     let first = &bodies[0]["events"][0];
     assert_eq!(first["type"], "alert.firing");
     assert_eq!(first["alert"]["name"], "probe_failed");
-    assert!(bodies.iter().all(|b| b["events"][0]["id"] == first["id"]), "every retry resends the same batch");
+    assert!(
+        bodies.iter().all(|b| b["events"][0]["id"] == first["id"]),
+        "every retry resends the same batch"
+    );
     host.wait_until(WAIT, || {
         let (_, m) = host.get("/metrics");
-        (metric_value(&m, "wasmon_sink_delivered_events_total", &[("sink", "webhook")]) == Some(1.0)).then_some(())
+        (metric_value(
+            &m,
+            "wasmon_sink_delivered_events_total",
+            &[("sink", "webhook")],
+        ) == Some(1.0))
+        .then_some(())
     });
 }
 

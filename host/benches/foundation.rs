@@ -58,9 +58,16 @@ fn time_us(rounds: usize, iterations: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn collector_call() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut plugin = runtime
-        .block_on(wasmon::plugins::Standalone::load("bench", Path::new(guests::GUEST_BENCH), None))
+        .block_on(wasmon::plugins::Standalone::load(
+            "bench",
+            Path::new(guests::GUEST_BENCH),
+            None,
+        ))
         .unwrap();
     for _ in 0..2_000 {
         assert_eq!(runtime.block_on(plugin.collect()).unwrap().len(), 100);
@@ -74,7 +81,11 @@ fn collector_call() {
         let samples: Vec<Sample> = series
             .iter()
             .enumerate()
-            .map(|(i, s)| Sample::gauge("bench_value", i as f64).label("series", s.as_str()).label("group", "g"))
+            .map(|(i, s)| {
+                Sample::gauge("bench_value", i as f64)
+                    .label("series", s.as_str())
+                    .label("group", "g")
+            })
             .collect();
         std::hint::black_box(samples);
     });
@@ -114,7 +125,9 @@ impl Running {
             }
         });
         let addr = loop {
-            let (_, line) = lines.recv_timeout(Duration::from_secs(60)).expect("the host did not start");
+            let (_, line) = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the host did not start");
             if let Some(rest) = line.split("listening addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
@@ -127,7 +140,10 @@ impl Running {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (at, line) = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {words:?}"));
+            let (at, line) = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {words:?}"));
             if words.iter().all(|w| line.contains(w)) {
                 return at;
             }
@@ -143,7 +159,12 @@ impl Running {
     /// CPU seconds (user + system) used so far.
     fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
         ticks / 100.0
     }
@@ -201,7 +222,14 @@ fn reload_latency() {
     let dir = temp_dir("reload");
     let plugins = dir.join("plugins.d");
     let config = dir.join("wasmon.toml");
-    std::fs::write(&config, format!("[sampling]\ninterval = \"1s\"\n[plugins]\ndir = {:?}\n", plugins)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[sampling]\ninterval = \"1s\"\n[plugins]\ndir = {:?}\n",
+            plugins
+        ),
+    )
+    .unwrap();
     let v1 = std::fs::read(guests::GUEST_COUNTER).unwrap();
     let v2 = std::fs::read(guests::GUEST_COUNTER_V2).unwrap();
     install(&plugins, "counter", &v1);
@@ -213,7 +241,12 @@ fn reload_latency() {
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load = {
-        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), format!("http://{}/metrics", host.addr));
+        let (stop, ok, failed, url) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            format!("http://{}/metrics", host.addr),
+        );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match wasmon_test_support::http::request("GET", &url, &[], None) {
@@ -240,7 +273,10 @@ fn reload_latency() {
 
     // Baseline: compiling the same component alone, same engine settings.
     let mut engine_config = wasmtime::Config::new();
-    engine_config.epoch_interruption(true).parallel_compilation(true).cranelift_opt_level(wasmtime::OptLevel::Speed);
+    engine_config
+        .epoch_interruption(true)
+        .parallel_compilation(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
     let engine = wasmtime::Engine::new(&engine_config).unwrap();
     let compile: Vec<f64> = (0..15)
         .map(|n| {
@@ -291,7 +327,9 @@ fn idle_footprint() {
         let _ = std::fs::remove_dir_all(&dir);
         (rss, cpu)
     };
-    let example = |name: &'static str, wasm: &'static str| (name, wasm, Some(examples.join(format!("{name}.toml"))));
+    let example = |name: &'static str, wasm: &'static str| {
+        (name, wasm, Some(examples.join(format!("{name}.toml"))))
+    };
     let three = [
         example("http_probe", guests::COLLECTOR_HTTP_PROBE),
         example("threshold", guests::RULE_THRESHOLD),

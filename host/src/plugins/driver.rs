@@ -396,7 +396,11 @@ impl Inner {
         if due {
             info.status = Status::Restarting;
             info.restarts += 1;
-            self.deps.telemetry.plugin_restarts.with_label_values(&[&*slot.name]).inc();
+            self.deps
+                .telemetry
+                .plugin_restarts
+                .with_label_values(&[&*slot.name])
+                .inc();
         }
         due
     }

@@ -368,9 +368,14 @@ fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault 
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return Fault::Timeout(budget);
     }
-    if error.chain().any(|e| e.to_string().contains(FUEL_EXHAUSTED)) {
+    if error
+        .chain()
+        .any(|e| e.to_string().contains(FUEL_EXHAUSTED))
+    {
         let limit = hostcall_fuel(env.manifest.max_samples_per_call);
-        return Fault::Output(format!("the call moved more than {limit} bytes from the plugin to the host"));
+        return Fault::Output(format!(
+            "the call moved more than {limit} bytes from the plugin to the host"
+        ));
     }
     let cause = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),

@@ -83,3 +83,31 @@ pub fn try_wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The value of the series `name` whose labels include every pair in `labels`
+/// in a Prometheus text exposition, if there is exactly one such line; counters
+/// are looked up by the exported name (with `_total`).
+pub fn metric_value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if series_name != name {
+            continue;
+        }
+        let matches = labels.iter().all(|(k, v)| {
+            let pair = format!("{k}=\"{v}\"");
+            series_labels.split(',').any(|p| p == pair)
+        });
+        if matches {
+            if found.is_some() {
+                return None;
+            }
+            found = value.parse::<f64>().ok();
+        }
+    }
+    found
+}
