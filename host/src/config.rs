@@ -4,7 +4,8 @@
 //! (or none at all) is a valid configuration. Environment variables override the
 //! file: the seeds' own names (`MONITOR_HOST`, `MONITOR_PORT`,
 //! `MONITOR_HEARTBEAT_*`, `MONITORING_GPU_ENABLED`, ...) and, for any key,
-//! `WASMON_<SECTION>__<KEY>` (e.g. `WASMON_SAMPLING__INTERVAL=10s`).
+//! `WASMON_<SECTION>__<KEY>` (e.g. `WASMON_SAMPLING__INTERVAL=10s`,
+//! `WASMON_PLUGINS__DEFAULTS__TIMEOUT=1s`).
 //!
 //! Errors name the key and where its value came from:
 //! `invalid value for `server.port` (from MONITOR_PORT): invalid digit found in string`.
@@ -480,8 +481,10 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String
         if let Some((_, key, suffix)) = ENV_ALIASES.iter().find(|(name, _, _)| *name == var) {
             out.push((key.to_string(), var, format!("{value}{suffix}")));
         } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-            let key = rest.to_ascii_lowercase().replace("__", ".");
-            if !key.is_empty() {
+            // Only `SECTION__KEY` names are overrides: `WASMON_CONFIG` (the
+            // file's path) and other `WASMON_*` variables are not.
+            if rest.contains("__") {
+                let key = rest.to_ascii_lowercase().replace("__", ".");
                 out.push((key, var, value));
             }
         }
@@ -568,6 +571,8 @@ mod tests {
                 ("MONITORING_HISTORY_WINDOW", "30"),
                 ("MONITORING_GPU_ENABLED", "false"),
                 ("WASMON_SAMPLING__INTERVAL", "250ms"),
+                ("WASMON_CONFIG", "/etc/wasmon.toml"),
+                ("WASMON_TEST_OWNER", "x"),
             ],
         )
         .unwrap();
