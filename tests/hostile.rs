@@ -71,7 +71,9 @@ fn start() -> Host {
             &format!("interval = \"100ms\"\nmax_restarts = {MAX_RESTARTS}\n{manifest}"),
         );
     }
-    Host::start(options)
+    let host = Host::start(options);
+    host.wait_until(Duration::from_secs(30), || (host.get("/readyz").0 == StatusCode::OK).then_some(()));
+    host
 }
 
 fn plugin(host: &Host, name: &str) -> Value {
@@ -79,7 +81,7 @@ fn plugin(host: &Host, name: &str) -> Value {
 }
 
 fn counter(host: &Host) -> f64 {
-    metric_value(&host.get("/metrics").1, "fixture_counter", &[]).unwrap_or(0.0)
+    metric_value(&host.get("/metrics").1, "fixture_collected", &[]).unwrap_or(0.0)
 }
 
 fn millis(rfc3339: &Value) -> u128 {
@@ -117,7 +119,7 @@ fn hostile_plugins_are_contained_restarted_and_failed_while_the_rest_serves() {
         scrapes += 1;
         assert_eq!(status, StatusCode::OK);
         assert!(
-            metrics.contains("fixture_counter"),
+            metrics.contains("fixture_collected"),
             "the healthy plugin's samples stay in /metrics"
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -66,7 +66,7 @@ fn a_new_component_serves_within_a_second_and_keeps_the_state() {
     assert_eq!(v1["sha256"], sha256(guests::GUEST_COUNTER));
     assert_eq!(v1["kind"], "collector");
     wait_sample(&host, "fixture_build", &[("build", "1")], |v| v == 1.0);
-    let before = wait_sample(&host, "fixture_counter", &[], |v| v >= 3.0);
+    let before = wait_sample(&host, "fixture_collected", &[], |v| v >= 3.0);
 
     let written = Instant::now();
     host.plugins().install("counter", guests::GUEST_COUNTER_V2);
@@ -82,7 +82,7 @@ fn a_new_component_serves_within_a_second_and_keeps_the_state() {
 
     wait_sample(&host, "fixture_build", &[("build", "2")], |v| v == 1.0);
     // The v2 instance continued the count v1 kept in the state: no reset to 1.
-    let after = sample(&host, "fixture_counter", &[]).unwrap();
+    let after = sample(&host, "fixture_collected", &[]).unwrap();
     assert!(
         after > before,
         "counter went from {before} to {after} across the reload"
@@ -118,8 +118,8 @@ fn a_corrupt_or_wrong_world_component_leaves_the_old_version_serving() {
         "{error}"
     );
     // Still collecting.
-    let n = wait_sample(&host, "fixture_counter", &[], |_| true);
-    wait_sample(&host, "fixture_counter", &[], |v| v > n);
+    let n = wait_sample(&host, "fixture_collected", &[], |_| true);
+    wait_sample(&host, "fixture_collected", &[], |v| v > n);
 
     host.plugins()
         .install("counter", guests::GUEST_NOT_A_PLUGIN);
@@ -171,14 +171,14 @@ fn a_bad_manifest_leaves_the_old_version_serving_and_names_the_key() {
 #[test]
 fn deleting_the_component_unloads_the_plugin() {
     let host = counter_host("", "interval = \"100ms\"\n");
-    wait_sample(&host, "fixture_counter", &[], |_| true);
+    wait_sample(&host, "fixture_collected", &[], |_| true);
     host.plugins().remove("counter");
     host.wait_until(WAIT, || {
         (host.get("/api/plugins/counter").0 == StatusCode::NOT_FOUND).then_some(())
     });
     let (_, metrics) = host.get("/metrics");
     assert!(
-        metric_value(&metrics, "fixture_counter", &[]).is_none(),
+        metric_value(&metrics, "fixture_collected", &[]).is_none(),
         "its series are gone"
     );
     assert!(metric_value(&metrics, "wasmon_plugin_up", &[("plugin", "counter")]).is_none());
@@ -254,7 +254,7 @@ fn plugins_dropped_into_the_directory_load_and_startup_takes_the_same_path() {
     wait_plugin(&host, "late", |p| {
         p["status"] == "running" && p["generation"] == 1
     });
-    wait_sample(&host, "fixture_counter", &[("plugin", "late")], |v| {
+    wait_sample(&host, "fixture_collected", &[("plugin", "late")], |v| {
         v >= 1.0
     });
 }

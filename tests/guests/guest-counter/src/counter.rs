@@ -3,7 +3,7 @@
 //!
 //! Each `collect()` adds one to the integer in state key `count` (decimal
 //! text, e.g. `42`) and returns:
-//! - `fixture_counter` = the new count;
+//! - `fixture_collected` = the new count;
 //! - `fixture_version{version="<config version, or none>"}` = 1;
 //! - `fixture_build{build="<BUILD>"}` = 1.
 //!
@@ -35,7 +35,7 @@ impl Collector for Counter {
             + 1;
         state::set(COUNT_KEY, count.to_string().as_bytes())?;
         Ok(vec![
-            Sample::gauge("fixture_counter", count as f64),
+            Sample::gauge("fixture_collected", count as f64),
             Sample::gauge("fixture_version", 1.0).with_label("version", self.version.as_str()),
             Sample::gauge("fixture_build", 1.0).with_label("build", super::BUILD),
         ])
