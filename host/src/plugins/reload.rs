@@ -344,6 +344,13 @@ impl Inner {
         t.plugin_timeout
             .with_label_values(&[&*name])
             .set(manifest.timeout.as_secs_f64());
+        if kind == PluginKind::Sink {
+            // Sinks loaded with the host get every event since it started (a
+            // rule may fire before the sink is loaded); sinks added later get
+            // the events from now on. A reloaded sink keeps its cursor.
+            let first = if self.ready.load(Ordering::Acquire) { u64::MAX } else { 0 };
+            self.deps.events.cursor_or(&name, first);
+        }
         if kind == PluginKind::Collector {
             let source = self.deps.store.source(
                 &name,

@@ -101,9 +101,15 @@ impl EventLog {
     /// A sink's cursor: the next sequence number it has not acknowledged. A
     /// sink seen for the first time starts at the end (it gets new events only).
     pub fn cursor(&self, sink: &str) -> u64 {
+        self.cursor_or(sink, u64::MAX)
+    }
+
+    /// Like [`cursor`](Self::cursor), but a sink seen for the first time starts
+    /// at `first` (capped at the end): `0` gives it everything still kept.
+    pub fn cursor_or(&self, sink: &str, first: u64) -> u64 {
         let mut ring = self.inner.lock();
-        let end = ring.end();
-        *ring.cursors.entry(sink.to_string()).or_insert(end)
+        let start = first.min(ring.end());
+        *ring.cursors.entry(sink.to_string()).or_insert(start)
     }
 
     /// Moves a sink's cursor forward to `next`.
