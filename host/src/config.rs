@@ -248,10 +248,30 @@ pub struct PluginsConfig {
     /// Quiet time after the last file event before a reload starts.
     #[serde(with = "units::duration")]
     pub debounce: Duration,
-    /// Where wasmtime caches compiled code; none disables the cache.
+    /// Keep compiled plugins in wasmtime's compilation cache, so a restart
+    /// with unchanged plugins skips compilation.
+    #[serde(deserialize_with = "units::flag")]
+    pub cache: bool,
+    /// Where the cache lives; `$XDG_CACHE_HOME/wasmon` (or `~/.cache/wasmon`) when absent.
     pub cache_dir: Option<PathBuf>,
     /// Defaults for every plugin's manifest.
     pub defaults: PluginDefaults,
+}
+
+impl PluginsConfig {
+    /// The compilation cache's directory, if caching is on and one can be found.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if !self.cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("wasmon"))
+    }
 }
 
 impl Default for PluginsConfig {
@@ -260,6 +280,7 @@ impl Default for PluginsConfig {
             dir: PathBuf::from("plugins.d"),
             watch: true,
             debounce: Duration::from_millis(20),
+            cache: true,
             cache_dir: None,
             defaults: PluginDefaults::default(),
         }

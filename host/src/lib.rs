@@ -21,6 +21,7 @@
 pub mod app;
 pub mod config;
 pub mod export;
+pub mod memory;
 pub mod model;
 pub mod plugins;
 pub mod rules;

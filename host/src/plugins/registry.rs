@@ -392,7 +392,7 @@ impl Plugins {
         handle: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> anyhow::Result<Plugins> {
-        let runtime = Runtime::new(config.cache_dir.as_deref())?;
+        let runtime = Runtime::new(config.cache_dir().as_deref())?;
         let http_client = super::context::http_client()?;
         Ok(Plugins {
             inner: Arc::new(Inner {

@@ -89,6 +89,17 @@ impl Plugins {
     /// Loads `name` again from its files. `force` builds a new generation even
     /// when nothing changed (a fresh instance).
     pub async fn reload(&self, name: &str, force: bool) -> LoadOutcome {
+        let outcome = self.load(name, force).await;
+        if matches!(
+            outcome,
+            LoadOutcome::Loaded { .. } | LoadOutcome::Failed { .. } | LoadOutcome::Unloaded
+        ) {
+            crate::memory::release_free_memory();
+        }
+        outcome
+    }
+
+    async fn load(&self, name: &str, force: bool) -> LoadOutcome {
         let inner = self.inner.clone();
         let name = name.to_string();
         // Plugin code (init) runs on the plugin runtime, never on the HTTP one.
@@ -115,9 +126,10 @@ impl Plugins {
         names.dedup();
         let mut outcomes = Vec::with_capacity(names.len());
         for name in names {
-            let outcome = self.reload(&name, false).await;
+            let outcome = self.load(&name, false).await;
             outcomes.push((name, outcome));
         }
+        crate::memory::release_free_memory();
         outcomes
     }
 }
@@ -348,7 +360,11 @@ impl Inner {
             // Sinks loaded with the host get every event since it started (a
             // rule may fire before the sink is loaded); sinks added later get
             // the events from now on. A reloaded sink keeps its cursor.
-            let first = if self.ready.load(Ordering::Acquire) { u64::MAX } else { 0 };
+            let first = if self.ready.load(Ordering::Acquire) {
+                u64::MAX
+            } else {
+                0
+            };
             self.deps.events.cursor_or(&name, first);
         }
         if kind == PluginKind::Collector {

@@ -103,6 +103,12 @@ impl Runtime {
             .parallel_compilation(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         if let Some(dir) = cache_dir {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "failed to create the compilation cache directory {}",
+                    dir.display()
+                )
+            })?;
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
             config.cache(Some(
