@@ -62,10 +62,9 @@ async fn require_admin(State(state): AppRef, request: Request, next: Next) -> Re
         .admin_token
         .as_deref()
         .filter(|t| !t.is_empty())
+        && let Err(e) = check_bearer(&request, token)
     {
-        if let Err(e) = check_bearer(&request, token) {
-            return e.into_response();
-        }
+        return e.into_response();
     }
     next.run(request).await
 }

@@ -324,11 +324,7 @@ impl Slot {
         let current = self.current();
         let info = self.info.lock();
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let mean = if info.calls == 0 {
-            0
-        } else {
-            micros(info.total_call) / info.calls
-        };
+        let mean = micros(info.total_call).checked_div(info.calls).unwrap_or(0);
         PluginView {
             name: self.name.to_string(),
             kind: current.as_ref().map(|g| g.kind),

@@ -59,7 +59,7 @@ enum BuildError {
     /// Bad input: nothing to retry until the files change.
     Invalid(anyhow::Error),
     /// `init` faulted: retry with backoff like any crash (when nothing else serves).
-    Fault(Generation, Fault),
+    Fault(Box<Generation>, Fault),
 }
 
 impl Plugins {
@@ -232,7 +232,7 @@ impl Inner {
                 } else {
                     // Nothing else serves: install it crashed, so restarts with
                     // backoff (and `failed` after max_restarts) take over.
-                    let outcome = self.swap(&slot, generation, started);
+                    let outcome = self.swap(&slot, *generation, started);
                     if let Some(generation) = slot.current() {
                         self.on_fault(&slot, &generation, &fault);
                     }
@@ -305,7 +305,9 @@ impl Inner {
         };
         match instance {
             Ok(instance) => Ok(generation(Some(instance))),
-            Err(CallError::Fault(fault)) => Err(BuildError::Fault(generation(None), fault)),
+            Err(CallError::Fault(fault)) => {
+                Err(BuildError::Fault(Box::new(generation(None)), fault))
+            }
             Err(other) => Err(invalid(anyhow::anyhow!("{other}"))),
         }
     }
@@ -463,12 +465,12 @@ impl Inner {
 
 /// Keys that only make sense for some kinds.
 fn check_kind(manifest: &Manifest, kind: PluginKind) -> Result<()> {
-    if let Some(declared) = manifest.kind {
-        if declared != kind {
-            bail!(
-                "the manifest says kind = \"{declared}\" but the component implements the {kind} world"
-            );
-        }
+    if let Some(declared) = manifest.kind
+        && declared != kind
+    {
+        bail!(
+            "the manifest says kind = \"{declared}\" but the component implements the {kind} world"
+        );
     }
     if kind != PluginKind::Rule && !manifest.select.is_empty() {
         bail!("invalid key `select` in the manifest: it applies to rules, and this is a {kind}");

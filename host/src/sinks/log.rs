@@ -57,10 +57,10 @@ impl EventLog {
             let evicted = ring.first;
             ring.events.pop_front();
             ring.first += 1;
-            if ring.cursors.values().any(|&c| c <= evicted) {
-                if let Some(counter) = &self.dropped {
-                    counter.inc();
-                }
+            if ring.cursors.values().any(|&c| c <= evicted)
+                && let Some(counter) = &self.dropped
+            {
+                counter.inc();
             }
         }
         ring.events.push_back(Arc::new(event));
