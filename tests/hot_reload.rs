@@ -286,3 +286,54 @@ fn admin_routes_require_the_token_when_one_is_set() {
     // Reading needs no token.
     assert_eq!(host.get("/api/plugins").0, StatusCode::OK);
 }
+
+#[test]
+fn a_call_in_flight_finishes_on_the_old_instance_while_the_new_one_is_swapped_in() {
+    // Busy 92 % of the time: a reload nearly always lands during a call.
+    let manifest = |version: &str| {
+        format!(
+            "interval = \"50ms\"\ntimeout = \"3s\"\n[config]\nbusy_ms = 600\nversion = \"{version}\"\n"
+        )
+    };
+    let host = Host::start(
+        HostOptions::new(BIN)
+            .config("[sampling]\nenabled = false\n")
+            .plugin("slow", guests::GUEST_SLOW)
+            .manifest("slow", &manifest("v1")),
+    );
+    wait_sample(
+        &host,
+        "fixture_slow_busy_seconds",
+        &[("version", "v1")],
+        |v| v >= 0.6,
+    );
+    let mut generation = 1;
+    let replaced_calls = || host.logs().matches("already replaced").count();
+    let replaced = (2..6).any(|n| {
+        let before = replaced_calls();
+        let written = Instant::now();
+        host.plugins()
+            .write_manifest("slow", &manifest(&format!("v{n}")));
+        generation += 1;
+        let g = generation;
+        wait_plugin(&host, "slow", |p| p["generation"] == g);
+        // The swap did not wait for the call in flight (600 ms)...
+        let swapped = written.elapsed();
+        // ...which then finished on the old instance.
+        let seen = wasmon_test_support::try_wait_until(Duration::from_secs(2), || {
+            (replaced_calls() > before).then_some(())
+        });
+        seen.is_some() && swapped < Duration::from_millis(600)
+    });
+    assert!(replaced, "no reload landed during a call: {}", host.logs());
+    let view = wait_sample(
+        &host,
+        "fixture_slow_busy_seconds",
+        &[("version", &format!("v{generation}"))],
+        |v| v >= 0.6,
+    );
+    assert!(view >= 0.6);
+    let plugin = plugin(&host, "slow");
+    assert_eq!(plugin["faults"], 0, "{plugin}");
+    assert_eq!(plugin["errors"], 0, "{plugin}");
+}

@@ -56,6 +56,10 @@ pub struct Telemetry {
     pub event_log_dropped: prometheus::IntCounter,
     /// Rule evaluations by result.
     pub rule_evaluations: IntCounterVec,
+    /// Series in the store: `live` (exported) or `held` (live and stale).
+    pub store_series: IntGaugeVec,
+    /// Approximate bytes the store holds (series, labels, indexes, history).
+    pub store_memory: prometheus::IntGauge,
 }
 
 impl Telemetry {
@@ -177,6 +181,19 @@ impl Telemetry {
                 "wasmon_rule_evaluations_total",
                 "Rule evaluations by result (ok, error, fault).",
                 &["rule", "result"],
+            )?,
+            store_series: gauge_vec(
+                &registry,
+                "wasmon_store_series",
+                "Series in the store, live (exported) or held (live and stale).",
+                &["state"],
+            )?,
+            store_memory: register(
+                &registry,
+                prometheus::IntGauge::new(
+                    "wasmon_store_memory_bytes",
+                    "Approximate bytes the store holds for its series and history.",
+                )?,
             )?,
             registry,
         };

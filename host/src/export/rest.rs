@@ -20,6 +20,7 @@ pub(super) fn routes(state: Arc<AppState>) -> Router {
         .route("/api/plugins/reload", post(reload_all))
         .route("/api/plugins/{name}/reload", post(reload))
         .route("/api/plugins/{name}/reset", post(reset))
+        .route("/api/plugins/{name}/state", get(plugin_state))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/metrics", get(metrics))
@@ -89,6 +90,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn metrics(State(state): AppRef) -> Response {
+    let stats = state.store.stats();
+    let t = &state.telemetry;
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    t.store_series
+        .with_label_values(&["live"])
+        .set(gauge(stats.live_series));
+    t.store_series
+        .with_label_values(&["held"])
+        .set(gauge(stats.held_series));
+    t.store_memory.set(gauge(stats.approx_bytes));
     let mut body = Vec::with_capacity(64 * 1024);
     super::prometheus::render(&state.store, &state.telemetry.registry, &mut body);
     (
@@ -196,6 +207,28 @@ async fn reset(State(state): AppRef, Path(name): Path<String>) -> ApiResult<Resp
         .reset(&name)
         .ok_or_else(|| ApiError::not_found(format!("plugin {name:?} not found")))?;
     Ok(Json(json!({ "success": true, "message": format!("plugin {name:?} restart count reset"), "plugin": view })).into_response())
+}
+
+/// A plugin's key-value state (an admin route: plugins may keep secrets).
+/// Values are text when they are UTF-8, else `{"hex": "..."}`.
+async fn plugin_state(State(state): AppRef, Path(name): Path<String>) -> ApiResult<Response> {
+    checked_name(&name)?;
+    let entries = state
+        .plugins
+        .state(&name)
+        .ok_or_else(|| ApiError::not_found(format!("plugin {name:?} not found")))?;
+    let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let values: serde_json::Map<String, serde_json::Value> = entries
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match String::from_utf8(value) {
+                Ok(text) => serde_json::Value::String(text),
+                Err(e) => json!({ "hex": e.into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+            };
+            (key, value)
+        })
+        .collect();
+    Ok(Json(json!({ "plugin": name, "bytes": bytes, "state": values })).into_response())
 }
 
 async fn alerts(State(state): AppRef) -> Json<crate::rules::AlertsView> {

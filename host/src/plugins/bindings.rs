@@ -5,7 +5,7 @@
 //! plugin worlds reuse those bindings through `with`, so one `Linker` serves
 //! collectors, rules and sinks alike:
 //!
-//! ```ignore
+//! ```text
 //! let mut linker = Linker::new(&engine);
 //! bindings::Plugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)?;
 //! let collector = bindings::Collector::instantiate_async(&mut store, &component, &linker).await?;

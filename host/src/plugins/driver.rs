@@ -88,8 +88,20 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
             }
             Some(Err(_)) | None => {}
         }
+        note_replaced(&slot, &generation);
         mark_seen(&slot, &generation);
         next = Instant::now() + jittered(generation.manifest.interval);
+    }
+}
+
+/// Logs a call that finished on a generation swapped out while it ran: the
+/// swap never waits for, nor cuts short, a call in flight.
+fn note_replaced(slot: &Slot, generation: &Generation) {
+    if slot
+        .current()
+        .is_some_and(|g| g.number != generation.number)
+    {
+        tracing::info!(plugin = %slot.name, generation = generation.number, "a call finished on the generation it started on, already replaced");
     }
 }
 

@@ -425,6 +425,11 @@ impl Plugins {
         self.slot(name).map(|s| s.restart_history())
     }
 
+    /// One plugin's key-value state, sorted by key.
+    pub fn state(&self, name: &str) -> Option<Vec<(String, Vec<u8>)>> {
+        self.slot(name).map(|s| s.state.entries())
+    }
+
     pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         self.inner.slots.read().get(name).cloned()
     }

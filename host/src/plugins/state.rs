@@ -60,6 +60,16 @@ impl KvState {
         }
     }
 
+    /// Every entry, sorted by key.
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.inner
+            .lock()
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
         self.inner.lock().entries.keys().cloned().collect()

@@ -332,6 +332,13 @@ impl Host {
             .unwrap_or_else(|| panic!("no log line containing {pattern:?} within {timeout:?}"))
     }
 
+    /// Waits until `GET /readyz` answers 200: the plugin directory was loaded.
+    pub fn wait_ready(&self, timeout: Duration) {
+        self.wait_until(timeout, || {
+            (self.get("/readyz").0 == StatusCode::OK).then_some(())
+        });
+    }
+
     /// Polls `check` until it returns `Some`; panics on timeout.
     pub fn wait_until<T>(&self, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
         crate::wait_until(timeout, check)
