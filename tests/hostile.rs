@@ -72,9 +72,7 @@ fn start() -> Host {
         );
     }
     let host = Host::start(options);
-    host.wait_until(Duration::from_secs(30), || {
-        (host.get("/readyz").0 == StatusCode::OK).then_some(())
-    });
+    host.wait_ready(Duration::from_secs(30));
     host
 }
 

@@ -247,9 +247,7 @@ fn the_reload_endpoint_and_sighup_take_the_same_path() {
 #[test]
 fn plugins_dropped_into_the_directory_load_and_startup_takes_the_same_path() {
     let host = Host::start(HostOptions::new(BIN).config("[sampling]\nenabled = false\n"));
-    host.wait_until(WAIT, || {
-        (host.get("/readyz").0 == StatusCode::OK).then_some(())
-    });
+    host.wait_ready(WAIT);
     host.plugins()
         .write_manifest("late", "interval = \"100ms\"\n");
     host.plugins().install("late", guests::GUEST_COUNTER);
