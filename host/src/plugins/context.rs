@@ -78,12 +78,45 @@ pub struct PluginEnv {
     pub log_limiter: Mutex<TokenBucket>,
     /// The tail of what the guest wrote to stdout/stderr (panic messages land here).
     pub output: GuestOutput,
+    /// Its self-metrics, resolved once.
+    pub metrics: PluginMetrics,
+}
+
+/// A plugin's self-metrics with their labels resolved once per generation, so
+/// a call updates them without looking labels up.
+pub struct PluginMetrics {
+    /// `wasmon_plugin_memory_bytes`.
+    pub memory: prometheus::IntGauge,
+    /// `wasmon_plugin_call_duration_seconds` of its main export.
+    pub call_duration: prometheus::Histogram,
+    /// `wasmon_plugin_calls_total` by result.
+    pub calls_ok: prometheus::IntCounter,
+    /// ...
+    pub calls_error: prometheus::IntCounter,
+    /// ...
+    pub calls_fault: prometheus::IntCounter,
+}
+
+impl PluginMetrics {
+    /// Resolves the metrics of plugin `name`, whose main export is `export`.
+    pub fn new(telemetry: &Telemetry, name: &str, export: &str) -> Self {
+        PluginMetrics {
+            memory: telemetry.plugin_memory.with_label_values(&[name]),
+            call_duration: telemetry
+                .plugin_call_duration
+                .with_label_values(&[name, export]),
+            calls_ok: telemetry.plugin_calls.with_label_values(&[name, "ok"]),
+            calls_error: telemetry.plugin_calls.with_label_values(&[name, "error"]),
+            calls_fault: telemetry.plugin_calls.with_label_values(&[name, "fault"]),
+        }
+    }
 }
 
 impl PluginEnv {
     /// The environment of one generation of plugin `name`.
     pub fn new(
         name: Arc<str>,
+        export: &str,
         manifest: Manifest,
         state: Arc<KvState>,
         http_client: reqwest::Client,
@@ -91,6 +124,7 @@ impl PluginEnv {
         output: GuestOutput,
     ) -> Self {
         PluginEnv {
+            metrics: PluginMetrics::new(&telemetry, &name, export),
             name,
             log_limiter: Mutex::new(TokenBucket::new(manifest.log_lines_per_second)),
             config_json: manifest.config.to_string(),

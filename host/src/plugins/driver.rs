@@ -62,7 +62,7 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
         }
         let now_ms = crate::time::now_ms();
         match inner
-            .call(&slot, &generation, "collect", async |i| i.collect().await)
+            .call(&slot, &generation, async |i| i.collect().await)
             .await
         {
             Some(Ok(samples)) => {
@@ -149,9 +149,7 @@ async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
                 .collect(),
         };
         let result = inner
-            .call(&slot, &generation, "evaluate", async |i| {
-                i.evaluate(input).await
-            })
+            .call(&slot, &generation, async |i| i.evaluate(input).await)
             .await;
         let telemetry = &inner.deps.telemetry;
         match result {
@@ -239,9 +237,7 @@ async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
         let count = wanted.len() as u64;
         let t = &inner.deps.telemetry;
         match inner
-            .call(&slot, &generation, "deliver", async |i| {
-                i.deliver(&wanted).await
-            })
+            .call(&slot, &generation, async |i| i.deliver(&wanted).await)
             .await
         {
             Some(Ok(())) => {
@@ -316,7 +312,6 @@ impl Inner {
         &self,
         slot: &Slot,
         generation: &Generation,
-        export: &'static str,
         f: impl AsyncFnOnce(&mut Instance) -> Result<R, CallError>,
     ) -> Option<Result<R, CallError>> {
         let mut guard = generation.instance.lock().await;
@@ -348,18 +343,13 @@ impl Inner {
         let result = f(instance).await;
         let elapsed = started.elapsed();
         let memory = instance.memory_held();
-        let t = &self.deps.telemetry;
-        t.plugin_call_duration
-            .with_label_values(&[&*slot.name, export])
-            .observe(elapsed.as_secs_f64());
-        let outcome = match &result {
-            Ok(_) | Err(CallError::Delivery { .. }) => "ok",
-            Err(CallError::Plugin(_)) => "error",
-            Err(CallError::Fault(_)) => "fault",
-        };
-        t.plugin_calls
-            .with_label_values(&[&*slot.name, outcome])
-            .inc();
+        let metrics = &generation.env.metrics;
+        metrics.call_duration.observe(elapsed.as_secs_f64());
+        match &result {
+            Ok(_) | Err(CallError::Delivery { .. }) => metrics.calls_ok.inc(),
+            Err(CallError::Plugin(_)) => metrics.calls_error.inc(),
+            Err(CallError::Fault(_)) => metrics.calls_fault.inc(),
+        }
         {
             let mut info = slot.info.lock();
             if info.generation == generation.number {

@@ -52,6 +52,17 @@ impl PluginKind {
     }
 }
 
+impl PluginKind {
+    /// The export the host calls on its schedule: `collect`, `evaluate`, `deliver`.
+    pub fn export(self) -> &'static str {
+        match self {
+            PluginKind::Collector => "collect",
+            PluginKind::Rule => "evaluate",
+            PluginKind::Sink => "deliver",
+        }
+    }
+}
+
 impl fmt::Display for PluginKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

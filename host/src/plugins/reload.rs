@@ -286,6 +286,7 @@ impl Inner {
         check_kind(&manifest, kind).map_err(invalid)?;
         let env = Arc::new(PluginEnv::new(
             slot.name.clone(),
+            kind.export(),
             manifest.clone(),
             slot.state.clone(),
             self.http_client.clone(),

@@ -345,9 +345,8 @@ async fn run<R>(
     let violation = store.data_mut().call.violation.take();
     let memory = store.data().limiter.held;
     let env = store.data().env.clone();
-    env.telemetry
-        .plugin_memory
-        .with_label_values(&[&*env.name])
+    env.metrics
+        .memory
         .set(i64::try_from(memory).unwrap_or(i64::MAX));
     match result {
         Err(_) => Err(Fault::Timeout(budget)),

@@ -37,6 +37,7 @@ impl Standalone {
         };
         let env = Arc::new(PluginEnv::new(
             Arc::from(name),
+            prepared.kind().export(),
             manifest,
             Arc::new(KvState::new()),
             http_client()?,
