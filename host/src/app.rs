@@ -28,6 +28,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Self-metrics.
     pub telemetry: Arc<Telemetry>,
+    /// What each native sampler (system, gpu) says about itself.
+    pub samplers: crate::sampling::SamplerStatuses,
     /// The plugin manager.
     pub plugins: Plugins,
     /// The alert state machine.
@@ -75,6 +77,7 @@ impl AppState {
             config,
             store,
             telemetry,
+            samplers: crate::sampling::SamplerStatuses::default(),
             plugins,
             alerts,
             events,
@@ -103,9 +106,17 @@ pub async fn run(
         SHUTDOWN_GRACE,
     ));
 
+    crate::sampling::gpu::spawn(
+        &state.config.gpu,
+        state.config.sampling.interval,
+        state.store.clone(),
+        &state.samplers,
+        shutdown.clone(),
+    );
     crate::sampling::spawn(
         &state.config.sampling,
         state.store.clone(),
+        &state.samplers,
         shutdown.clone(),
     );
     state.plugins.start().await?;

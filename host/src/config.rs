@@ -209,6 +209,24 @@ impl<'de> Deserialize<'de> for GpuEnabled {
     }
 }
 
+impl GpuConfig {
+    /// Checks what types alone cannot.
+    fn validate(&self) -> Result<()> {
+        if self.retry_interval.is_zero() || self.interval.is_some_and(|i| i.is_zero()) {
+            let key = if self.retry_interval.is_zero() {
+                "retry_interval"
+            } else {
+                "interval"
+            };
+            bail!("invalid value for `gpu.{key}`: must be greater than zero");
+        }
+        if self.devices.iter().any(|d| d.trim().is_empty()) {
+            bail!("invalid value for `gpu.devices`: an entry is empty (give an index or a UUID)");
+        }
+        Ok(())
+    }
+}
+
 /// The in-memory store of samples.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -491,6 +509,7 @@ impl Config {
         if d.backoff_max < d.backoff_initial {
             bail!("invalid value for `plugins.defaults.backoff_max`: smaller than backoff_initial");
         }
+        self.gpu.validate()?;
         Ok(())
     }
 }
@@ -607,6 +626,29 @@ mod tests {
     }
 
     #[test]
+    fn seed_gpu_variable_takes_flags_and_auto() {
+        for (value, expect) in [
+            ("1", GpuEnabled::On),
+            ("true", GpuEnabled::On),
+            ("auto", GpuEnabled::Auto),
+            ("AUTO", GpuEnabled::Auto),
+            ("0", GpuEnabled::Off),
+        ] {
+            let c = load(
+                "[gpu]\nenabled = true\n",
+                &[("MONITORING_GPU_ENABLED", value)],
+            )
+            .unwrap();
+            assert_eq!(c.gpu.enabled, expect, "MONITORING_GPU_ENABLED={value}");
+        }
+        check_err(
+            "",
+            &[("MONITORING_GPU_ENABLED", "maybe")],
+            "`gpu.enabled` (from MONITORING_GPU_ENABLED)",
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_its_origin() {
         check_err("[server]\nport = \"abc\"\n", &[], "`server.port`");
         check_err(
@@ -631,6 +673,17 @@ mod tests {
             "`plugins.defaults.memory_limit`",
         );
         check_err("[gpu]\nenabled = \"sometimes\"\n", &[], "`gpu.enabled`");
+        check_err(
+            "[gpu]\nretry_interval = 0\n",
+            &[],
+            "`gpu.retry_interval`: must be greater than zero",
+        );
+        check_err(
+            "[gpu]\ninterval = \"0s\"\n",
+            &[],
+            "`gpu.interval`: must be greater than zero",
+        );
+        check_err("[gpu]\ndevices = [\"0\", \" \"]\n", &[], "`gpu.devices`");
         check_err("[server\n", &[], "failed to parse config file");
     }
 

@@ -9,6 +9,7 @@
 mod error;
 pub mod prometheus;
 mod rest;
+mod samplers;
 pub mod server;
 
 pub use error::{ApiError, ApiResult};

@@ -27,6 +27,7 @@ pub(super) fn routes(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/plugins", get(list_plugins))
+        .merge(super::samplers::routes())
         .route("/api/plugins/{name}", get(get_plugin))
         .route("/api/plugins/{name}/restart-history", get(restart_history))
         .route("/api/alerts", get(alerts))

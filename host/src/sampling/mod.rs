@@ -10,7 +10,13 @@
 //!   own schedule ([`SystemSampler`] here; a GPU sampler with its own interval
 //!   and an "unavailable, retry later" state fits the same trait), and
 //!   [`spawn_source`] runs any of them: the sysinfo work happens on a blocking
-//!   thread, never on the async workers.
+//!   thread, never on the async workers. After every run the runner publishes
+//!   the sampler's [`SamplerStatus`] (available, up, why not) to
+//!   [`SamplerStatuses`], which the REST API reads.
+//!
+//! [`gpu`] samples NVIDIA GPUs through NVML (`nvml-wrapper`) as host source
+//! `gpu`, and reports itself unavailable, retrying slowly, where there is no
+//! driver.
 //!
 //! Names follow node_exporter with the `wasmon_` prefix and base units
 //! (seconds, bytes, 0–1 ratios); counters end in `_total`. Every snapshot also
@@ -22,9 +28,13 @@
 
 pub mod cpu;
 pub mod disk;
+pub mod gpu;
 pub mod host;
 pub mod memory;
 pub mod network;
+pub mod status;
+
+pub use status::{DeviceStatus, SamplerStatus, SamplerStatuses};
 
 use crate::config::SamplingConfig;
 use crate::model::Sample;
@@ -57,40 +67,71 @@ pub trait SourceSampler: Send + 'static {
 
     /// Takes one snapshot. Runs on a blocking thread.
     fn sample(&mut self) -> Vec<Sample>;
+
+    /// What the sampler says about itself after a snapshot; the runner fills
+    /// in the run count and times, and publishes it. By default: enabled,
+    /// available and up.
+    fn status(&self) -> SamplerStatus {
+        SamplerStatus {
+            name: self.source().to_string(),
+            enabled: true,
+            available: true,
+            up: true,
+            interval_seconds: self.interval().as_secs_f64(),
+            ..SamplerStatus::default()
+        }
+    }
 }
 
 /// Starts system sampling as host source `system`, every `config.interval`,
 /// until `shutdown` fires. When `config.enabled` is false the task ends at once.
-pub fn spawn(config: &SamplingConfig, store: Arc<Store>, shutdown: Shutdown) -> JoinHandle<()> {
+pub fn spawn(
+    config: &SamplingConfig,
+    store: Arc<Store>,
+    statuses: &SamplerStatuses,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
     if !config.enabled {
         tracing::info!("system sampling disabled");
+        statuses.set(SamplerStatus::disabled(
+            "system",
+            "sampling.enabled = false",
+        ));
         return tokio::spawn(async {});
     }
+    let statuses = statuses.clone();
     let config = config.clone();
     // Building the sampler reads the disk and network lists: off the async workers too.
     tokio::spawn(async move {
         let sampler = tokio::task::spawn_blocking(move || SystemSampler::new(&config)).await;
         match sampler {
-            Ok(sampler) => run_source(sampler, store, shutdown).await,
+            Ok(sampler) => run_source(sampler, store, statuses, shutdown).await,
             Err(error) => tracing::error!(%error, "system sampler failed to start"),
         }
     })
 }
 
 /// Runs `sampler` on its schedule until `shutdown` fires, applying each
-/// snapshot to `store` as a host source.
+/// snapshot to `store` as a host source and publishing its status to `statuses`.
 pub fn spawn_source(
     sampler: impl SourceSampler,
     store: Arc<Store>,
+    statuses: &SamplerStatuses,
     shutdown: Shutdown,
 ) -> JoinHandle<()> {
-    tokio::spawn(run_source(sampler, store, shutdown))
+    tokio::spawn(run_source(sampler, store, statuses.clone(), shutdown))
 }
 
-async fn run_source<S: SourceSampler>(sampler: S, store: Arc<Store>, shutdown: Shutdown) {
+async fn run_source<S: SourceSampler>(
+    sampler: S,
+    store: Arc<Store>,
+    statuses: SamplerStatuses,
+    shutdown: Shutdown,
+) {
     let name = sampler.source().to_string();
     let source = store.source(&name, SourceKind::Host);
     let mut sampler = Some(sampler);
+    let (mut runs, mut last_sample_ms) = (0, None);
     loop {
         let Some(mut current) = sampler.take() else {
             return;
@@ -110,10 +151,20 @@ async fn run_source<S: SourceSampler>(sampler: S, store: Arc<Store>, shutdown: S
             },
             () = shutdown.wait() => return,
         };
-        let report = store.apply(source, samples, crate::time::now_ms());
+        let now_ms = crate::time::now_ms();
+        let report = store.apply(source, samples, now_ms);
         if let Some(problem) = &report.first_problem {
             tracing::warn!(sampler = %name, %problem, dropped = report.dropped_total(), "host samples dropped");
         }
+        let mut status = current.status();
+        runs += 1;
+        if status.available {
+            last_sample_ms = Some(now_ms);
+        }
+        status.runs = runs;
+        status.last_run_ms = Some(now_ms);
+        status.last_sample_ms = last_sample_ms;
+        statuses.set(status);
         // Measured from the start of this snapshot, so the schedule does not drift.
         let next = started + current.interval();
         sampler = Some(current);
@@ -210,6 +261,24 @@ impl SourceSampler for SystemSampler {
 
     fn sample(&mut self) -> Vec<Sample> {
         SystemSampler::sample(self)
+    }
+
+    fn status(&self) -> SamplerStatus {
+        let mut failing: Vec<String> = self
+            .failing
+            .iter()
+            .map(|(part, error)| format!("{part}: {error}"))
+            .collect();
+        failing.sort();
+        SamplerStatus {
+            name: "system".into(),
+            enabled: true,
+            available: true,
+            up: failing.is_empty(),
+            reason: (!failing.is_empty()).then(|| failing.join("; ")),
+            interval_seconds: self.interval.as_secs_f64(),
+            ..SamplerStatus::default()
+        }
     }
 }
 
@@ -371,7 +440,8 @@ mod tests {
             interval: Duration::from_millis(20),
             runs: runs.clone(),
         };
-        let task = spawn_source(ticker, store.clone(), shutdown.clone());
+        let statuses = SamplerStatuses::default();
+        let task = spawn_source(ticker, store.clone(), &statuses, shutdown.clone());
         tokio::time::sleep(Duration::from_millis(150)).await;
         shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(2), task)
@@ -383,13 +453,28 @@ mod tests {
         let latest = store.select(&["wasmon_ticks".to_string()]);
         assert_eq!(latest.len(), 1);
         assert!(latest[0].value >= f64::from(n - 1));
+        let status = statuses.get("ticker").unwrap();
+        assert!(status.up && status.available && status.enabled);
+        // The last run may have been cut short by the shutdown.
+        assert!(
+            (u64::from(n) - 1..=u64::from(n)).contains(&status.runs),
+            "{status:?}"
+        );
+        assert!(status.last_run_ms.is_some() && status.last_sample_ms == status.last_run_ms);
+        assert_eq!(status.interval_seconds, 0.02);
     }
 
     #[tokio::test]
     async fn spawn_samples_the_system_and_stops() {
         let store = Arc::new(Store::new(&StoreConfig::default()));
         let shutdown = Shutdown::new();
-        let task = spawn(&SamplingConfig::default(), store.clone(), shutdown.clone());
+        let statuses = SamplerStatuses::default();
+        let task = spawn(
+            &SamplingConfig::default(),
+            store.clone(),
+            &statuses,
+            shutdown.clone(),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while store.select(&["wasmon_sampler_up".to_string()]).is_empty() {
             assert!(Instant::now() < deadline, "no snapshot");
@@ -404,10 +489,17 @@ mod tests {
             enabled: false,
             ..SamplingConfig::default()
         };
-        let task = spawn(&disabled, store, Shutdown::new());
+        assert_eq!(statuses.get("system").unwrap().name, "system");
+        let task = spawn(&disabled, store, &statuses, Shutdown::new());
         tokio::time::timeout(Duration::from_secs(1), task)
             .await
             .unwrap()
             .unwrap();
+        let status = statuses.get("system").unwrap();
+        assert!(!status.enabled && !status.up);
+        assert_eq!(
+            status.reason.as_deref(),
+            Some("disabled by sampling.enabled = false")
+        );
     }
 }
