@@ -6,6 +6,11 @@
 //! - [`guests`]: one `&str` constant per guest component (the absolute path of
 //!   its `.wasm`), built by this crate's `build.rs` from the `plugins/` and
 //!   `tests/guests/` workspaces, and [`guests::ALL`].
+//! - [`fixtures`]: the same for native fixtures built for the host:
+//!   [`fixtures::FAKE_NVML`], the fake `libnvidia-ml.so` of `tests/fake-nvml/`.
+//! - [`FakeNvml`] / [`FakeDriver`] / [`FakeDevice`]: that library installed in
+//!   a temporary directory, and the driver it pretends to be, changeable while
+//!   the host runs.
 //! - [`Host`] / [`HostOptions`]: the `wasmon` binary as a child process in a
 //!   temporary directory, on a port the kernel picks, with HTTP helpers and its
 //!   captured log.
@@ -35,6 +40,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fake_nvml;
 pub mod host;
 pub mod http;
 pub mod plugin_dir;
@@ -50,6 +56,13 @@ pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+/// Native fixtures built for the host by `build.rs`: `FAKE_NVML` (the absolute
+/// path of `tests/fake-nvml`'s `libfake_nvml.so`); and `ALL`, every `(name, path)`.
+pub mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+
+pub use fake_nvml::{FakeDevice, FakeDriver, FakeNvml};
 pub use host::{Host, HostOptions, LogMark};
 pub use http::Response;
 pub use plugin_dir::PluginDir;

@@ -1,10 +1,11 @@
-//! Every guest component is a WebAssembly component and is used by some test
-//! or bench: a fixture nobody tests is noticed here, by name.
+//! Every guest component is a WebAssembly component, every native fixture a
+//! shared library, and each is used by some test or bench: a fixture nobody
+//! tests is noticed here, by name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use wasmon_test_support::guests;
+use wasmon_test_support::{fixtures, guests};
 
 /// The preamble of a component (`\0asm`, version 0x0d, layer 1), as opposed to
 /// a core module (`\0asm` 1 0 0 0).
@@ -48,6 +49,30 @@ fn every_guest_is_a_component() {
 }
 
 #[test]
+fn the_fake_nvml_is_a_shared_library_with_the_symbols_nvml_wrapper_needs() {
+    let bytes = std::fs::read(fixtures::FAKE_NVML).unwrap();
+    assert!(
+        bytes.starts_with(b"\x7fELF"),
+        "{} is not ELF",
+        fixtures::FAKE_NVML
+    );
+    // nvml-wrapper's `Drop for Nvml` calls nvmlShutdown unconditionally, and
+    // `Drop for EventSet` nvmlEventSetFree: without them it panics.
+    for symbol in [
+        "nvmlInit_v2",
+        "nvmlShutdown",
+        "nvmlEventSetFree",
+        "nvmlDeviceGetMemoryInfo_v2",
+    ] {
+        assert!(
+            bytes.windows(symbol.len()).any(|w| w == symbol.as_bytes()),
+            "{symbol} missing from {}",
+            fixtures::FAKE_NVML
+        );
+    }
+}
+
+#[test]
 fn every_guest_is_used_by_a_test_or_bench() {
     let root = root();
     let mut files = Vec::new();
@@ -63,6 +88,7 @@ fn every_guest_is_used_by_a_test_or_bench() {
     files.retain(|(path, _)| !skipped.iter().any(|s| path.starts_with(s)));
     let unused: Vec<&str> = guests::ALL
         .iter()
+        .chain(fixtures::ALL)
         .map(|(name, _)| *name)
         .filter(|name| !files.iter().any(|(_, text)| mentions(text, name)))
         .collect();
