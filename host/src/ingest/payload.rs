@@ -58,13 +58,9 @@ impl IngestError {
         }
     }
 
+    /// The same error about item `index` of a batch.
     fn at(self, index: usize) -> IngestError {
-        let prefix = |m: String| {
-            format!(
-                "events[{index}]{}{m}",
-                if m.starts_with('.') { "" } else { ": " }
-            )
-        };
+        let prefix = |m: String| format!("events[{index}]: {m}");
         match self {
             IngestError::Malformed(m) => IngestError::Malformed(prefix(m)),
             IngestError::Invalid(m) => IngestError::Invalid(prefix(m)),

@@ -103,8 +103,9 @@ impl Services {
         self.table.remove(name).is_some()
     }
 
-    /// How many of `names` are not known yet, or an error naming the first
-    /// one that would exceed `max_services`.
+    /// Checks that the services `names` (repeats allowed) fit in the table:
+    /// known ones always do, new ones while there is room; the error names
+    /// the first that would exceed `max_services`.
     pub fn admit<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
         let mut new: Vec<&str> = Vec::new();
         for name in names {
