@@ -218,10 +218,19 @@ fn check_json_content_type(value: Option<&str>) -> Result<(), String> {
 
 async fn heartbeat(State(state): AppRef, request: Request) -> Response {
     ingest(state, "/heartbeat", request, |state, body| {
+        #[derive(Serialize)]
+        struct Ack<'a> {
+            status: &'static str,
+            service: &'a str,
+        }
         let heartbeat = payload::heartbeat(&body, state.ingest.limits())?;
-        let service = heartbeat.service.clone();
+        let response = Json(Ack {
+            status: "ok",
+            service: &heartbeat.service,
+        })
+        .into_response();
         state.ingest.heartbeat(heartbeat)?;
-        Ok(Json(json!({ "status": "ok", "service": service })).into_response())
+        Ok(response)
     })
     .await
 }

@@ -130,7 +130,7 @@ impl Services {
         phase: Option<String>,
         now_ms: u64,
     ) -> Option<Transition> {
-        let service = self.entry(name);
+        let service = self.entry(name)?;
         service.heartbeats += 1;
         service.last_seen_ms = Some(now_ms);
         if phase.is_some() {
@@ -156,15 +156,17 @@ impl Services {
     ) {
         let max = self.max_label_values;
         let mut overflowed = 0;
-        let service = self.entry(name);
+        let Some(service) = self.entry(name) else {
+            return;
+        };
         service.last_event_ms = Some(now_ms);
-        *bounded(&mut service.events, event_type, max, &mut overflowed) += 1;
+        bump(&mut service.events, event_type, max, &mut overflowed);
         if let (Some(component), Some(outcome)) = (component, outcome) {
             let counters = match outcome {
                 TaskOutcome::Success => &mut service.successes,
                 TaskOutcome::Failure => &mut service.failures,
             };
-            *bounded(counters, component, max, &mut overflowed) += 1;
+            bump(counters, component, max, &mut overflowed);
         }
         self.overflowed += overflowed;
     }
@@ -188,25 +190,29 @@ impl Services {
         transitions
     }
 
-    fn entry(&mut self, name: &str) -> &mut Service {
-        self.table.entry(name.to_string()).or_default()
+    /// The service named `name`, created if new (the name is copied only then).
+    fn entry(&mut self, name: &str) -> Option<&mut Service> {
+        if !self.table.contains_key(name) {
+            self.table.insert(name.to_string(), Service::default());
+        }
+        self.table.get_mut(name)
     }
 }
 
-/// The counter for `key`, or the overflow counter once `map` holds `max` keys.
-fn bounded<'a>(
-    map: &'a mut BTreeMap<String, u64>,
-    key: &str,
-    max: usize,
-    overflowed: &mut u64,
-) -> &'a mut u64 {
-    let key = if map.len() < max || map.contains_key(key) {
+/// Adds one to `key`'s counter, or to the overflow counter once `map` holds
+/// `max` keys (the key is copied only when new).
+fn bump(map: &mut BTreeMap<String, u64>, key: &str, max: usize, overflowed: &mut u64) {
+    if let Some(count) = map.get_mut(key) {
+        *count += 1;
+        return;
+    }
+    let key = if map.len() < max {
         key
     } else {
         *overflowed += 1;
         OVERFLOW_LABEL
     };
-    map.entry(key.to_string()).or_insert(0)
+    *map.entry(key.to_string()).or_insert(0) += 1;
 }
 
 #[cfg(test)]
