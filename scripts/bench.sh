@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 
 ensure_wasm_target
+ensure_bench_tools
 build_guests
 say "running the benchmarks (cargo bench -p wasmon $*)"
 cargo bench -p wasmon "$@"

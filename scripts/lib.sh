@@ -26,17 +26,32 @@ ensure_wasm_target() {
 }
 
 # Installs (Debian/Ubuntu: apt-get) the real servers the tests start:
-# redis-server, rabbitmq-server (with epmd), prometheus and promtool.
+# redis-server, rabbitmq-server (with epmd), prometheus and promtool; and curl,
+# which runs the seed READMEs' examples verbatim.
 ensure_test_servers() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null; } || missing+=(rabbitmq-server)
   { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+  command -v curl >/dev/null || missing+=(curl)
+  apt_install "${missing[@]}"
+}
+
+# Installs the load generator the benchmarks drive HTTP with.
+ensure_bench_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  apt_install "${missing[@]}"
+}
+
+# apt-get installs the packages named (none: nothing to do).
+apt_install() {
+  local missing=("$@")
   if [ ${#missing[@]} -eq 0 ]; then
     return
   fi
   command -v apt-get >/dev/null ||
-    die "the tests need these packages and this is not a Debian-like system: ${missing[*]}"
+    die "these packages are needed and this is not a Debian-like system: ${missing[*]}"
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null || die "installing ${missing[*]} needs root (or sudo)"

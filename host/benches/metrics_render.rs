@@ -30,13 +30,14 @@ fn main() {
     let report = store.apply(plugin, samples(0.0), T0);
     assert_eq!(report.stored, FAMILIES * LABEL_SETS, "{report:?}");
     let registry = prometheus::Registry::new();
+    let services = wasmon::ingest::Services::default();
 
     // The same samples, as the store exports them (the `plugin` label included).
     let exported = store.select(&["*".to_string()]);
     assert_eq!(exported.len(), FAMILIES * LABEL_SETS);
 
     let mut out = Vec::with_capacity(1 << 20);
-    let cold = time(|| render(&store, &registry, &mut out));
+    let cold = time(|| render(&store, &services, &registry, &mut out));
     let mut plain = Vec::with_capacity(1 << 20);
     plain_loop(&exported, &mut plain);
     assert!(
@@ -50,7 +51,9 @@ fn main() {
     let mut plain_times = Vec::with_capacity(RENDER_RUNS);
     for _ in 0..RENDER_RUNS {
         out.clear();
-        render_times.push(time(|| render(&store, &registry, black_box(&mut out))));
+        render_times.push(time(|| {
+            render(&store, &services, &registry, black_box(&mut out))
+        }));
         plain.clear();
         plain_times.push(time(|| {
             plain_loop(black_box(&exported), black_box(&mut plain))

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::export;
+use crate::ingest::Ingest;
 use crate::plugins::{Deps, Plugins};
 use crate::rules::AlertManager;
 use crate::shutdown::Shutdown;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub alerts: Arc<AlertManager>,
     /// Events bound for sinks.
     pub events: Arc<EventLog>,
+    /// Heartbeats, events and the service table.
+    pub ingest: Arc<Ingest>,
     /// Unix milliseconds when the host started.
     pub started_ms: u64,
 }
@@ -58,12 +61,19 @@ impl AppState {
             store.clone(),
             config.alerts.keep_resolved,
         ));
+        let ingest = Arc::new(Ingest::new(
+            &config.ingest,
+            &config.heartbeat,
+            events.clone(),
+            telemetry.clone(),
+        ));
+        let services = ingest.clone();
         let deps = Deps {
             store: store.clone(),
             telemetry: telemetry.clone(),
             alerts: alerts.clone(),
             events: events.clone(),
-            services: Arc::new(Vec::new),
+            services: Arc::new(move || services.service_states()),
         };
         let plugins = Plugins::new(
             config.plugins.clone(),
@@ -81,6 +91,7 @@ impl AppState {
             plugins,
             alerts,
             events,
+            ingest,
             started_ms: crate::time::now_ms(),
         }))
     }
@@ -117,6 +128,11 @@ pub async fn run(
         &state.config.sampling,
         state.store.clone(),
         &state.samplers,
+        shutdown.clone(),
+    );
+    crate::ingest::spawn_watcher(
+        state.ingest.clone(),
+        &state.config.heartbeat,
         shutdown.clone(),
     );
     state.plugins.start().await?;

@@ -401,12 +401,23 @@ impl Default for HeartbeatConfig {
 pub struct IngestConfig {
     /// Bearer token required on ingestion routes; none when absent (`MONITOR_INGEST_TOKEN`).
     pub token: Option<String>,
-    /// Most events kept in memory for `GET /api/events`.
+    /// How many of the newest events `GET /api/events` searches.
     pub recent_events: usize,
-    /// Most distinct services tracked; heartbeats for more are rejected and counted.
+    /// Most distinct services tracked; heartbeats and events of more are
+    /// rejected (429) and counted.
     pub max_services: usize,
-    /// Most events in one batch.
+    /// Most event types, and most components, counted per service in the
+    /// `monitoring_*` series; more are counted under `_other`.
+    pub max_label_values: usize,
+    /// Most events in one batch (413 above).
     pub max_batch: usize,
+    /// Deepest nesting of JSON arrays and objects in a payload (400 above).
+    pub max_json_depth: usize,
+    /// Largest `detail` of an event (422 above).
+    pub max_detail_bytes: ByteSize,
+    /// Most attributes one event may carry (fields beyond the modelled ones,
+    /// nested fields flattened and counted one by one; 422 above).
+    pub max_attributes: usize,
 }
 
 impl Default for IngestConfig {
@@ -415,7 +426,11 @@ impl Default for IngestConfig {
             token: None,
             recent_events: 10_000,
             max_services: 10_000,
+            max_label_values: 100,
             max_batch: 1000,
+            max_json_depth: 32,
+            max_detail_bytes: ByteSize(8 * 1024),
+            max_attributes: 128,
         }
     }
 }
@@ -503,6 +518,17 @@ impl Config {
             ("store.history_resolution", self.store.history_resolution),
         ] {
             if value.is_zero() {
+                bail!("invalid value for `{key}`: must be greater than zero");
+            }
+        }
+        for (key, value) in [
+            ("ingest.max_services", self.ingest.max_services),
+            ("ingest.max_label_values", self.ingest.max_label_values),
+            ("ingest.max_batch", self.ingest.max_batch),
+            ("ingest.max_json_depth", self.ingest.max_json_depth),
+            ("ingest.recent_events", self.ingest.recent_events),
+        ] {
+            if value == 0 {
                 bail!("invalid value for `{key}`: must be greater than zero");
             }
         }

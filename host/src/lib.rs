@@ -7,6 +7,8 @@
 //! - [`model`]: samples, events and alerts as the host passes them around.
 //! - [`store`]: latest values and bounded history of every series, with
 //!   cardinality limits.
+//! - [`ingest`]: heartbeats and events over HTTP (the seeds' payloads), the
+//!   service table and the heartbeat watcher.
 //! - [`sampling`]: native samplers (CPU, memory, disks, network, GPU); they know
 //!   nothing of wasmtime or HTTP.
 //! - [`plugins`]: the plugin boundary. `bindings` holds the only `bindgen!`;
@@ -21,6 +23,7 @@
 pub mod app;
 pub mod config;
 pub mod export;
+pub mod ingest;
 pub mod memory;
 pub mod model;
 pub mod plugins;

@@ -60,6 +60,18 @@ pub struct Telemetry {
     pub store_series: IntGaugeVec,
     /// Approximate bytes the store holds (series, labels, indexes, history).
     pub store_memory: prometheus::IntGauge,
+    /// Heartbeats and events accepted, by kind (`heartbeat`, `event`).
+    pub ingest_accepted: IntCounterVec,
+    /// Ingestion requests refused, by route and reason.
+    pub ingest_rejected: IntCounterVec,
+    /// Request body bytes received on ingestion routes, by route.
+    pub ingest_bytes: IntCounterVec,
+    /// Services in the service table.
+    pub ingest_services: prometheus::IntGauge,
+    /// Event types and components counted under `_other` (per-service limit).
+    pub ingest_label_overflow: prometheus::IntCounter,
+    /// Services going `down` or back `up`, by the heartbeat watcher.
+    pub heartbeat_transitions: IntCounterVec,
 }
 
 impl Telemetry {
@@ -194,6 +206,44 @@ impl Telemetry {
                     "wasmon_store_memory_bytes",
                     "Approximate bytes the store holds for its series and history.",
                 )?,
+            )?,
+            ingest_accepted: counter_vec(
+                &registry,
+                "wasmon_ingest_accepted_total",
+                "Heartbeats and events accepted over HTTP, by kind.",
+                &["kind"],
+            )?,
+            ingest_rejected: counter_vec(
+                &registry,
+                "wasmon_ingest_rejected_total",
+                "Ingestion requests refused, by route and reason.",
+                &["route", "reason"],
+            )?,
+            ingest_bytes: counter_vec(
+                &registry,
+                "wasmon_ingest_received_bytes_total",
+                "Request body bytes received on ingestion routes.",
+                &["route"],
+            )?,
+            ingest_services: register(
+                &registry,
+                prometheus::IntGauge::new(
+                    "wasmon_ingest_services",
+                    "Services known from heartbeats and events.",
+                )?,
+            )?,
+            ingest_label_overflow: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "wasmon_ingest_label_overflow_total",
+                    "Event types and components counted under _other because a service has too many.",
+                )?,
+            )?,
+            heartbeat_transitions: counter_vec(
+                &registry,
+                "wasmon_heartbeat_transitions_total",
+                "Services marked down by the heartbeat watcher, or up again by a heartbeat.",
+                &["to"],
             )?,
             registry,
         };

@@ -7,6 +7,7 @@
 //! with each series' rendered `name{labels} ` prefix.
 
 mod error;
+mod ingest;
 pub mod prometheus;
 mod rest;
 mod samplers;

@@ -13,6 +13,7 @@
 //!
 //! [`ExportCache`]: crate::store::ExportCache
 
+use crate::ingest::Services;
 use crate::model::MetricKind;
 use crate::store::Store;
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -20,14 +21,15 @@ use prometheus::{Encoder, Registry, TextEncoder};
 /// The `Content-Type` of a rendered body.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Appends the whole `/metrics` body to `out`: store families, then the
-/// registry's. Bytes, not a `String`, so an HTTP body can take the buffer
+/// Appends the whole `/metrics` body to `out`: store families, the service
+/// table's seed families, then the registry's. Bytes, not a `String`, so an HTTP body can take the buffer
 /// as is; the content is always UTF-8.
 ///
 /// Never fails: a registry family the encoder rejects is left out (and
 /// logged) rather than losing the scrape.
-pub fn render(store: &Store, registry: &Registry, out: &mut Vec<u8>) {
+pub fn render(store: &Store, services: &Services, registry: &Registry, out: &mut Vec<u8>) {
     render_store(store, out);
+    render_services(services, out);
     render_registry(store, registry, out);
 }
 
@@ -81,6 +83,104 @@ pub fn render_registry(store: &Store, registry: &Registry, out: &mut Vec<u8>) {
         out.truncate(start);
         tracing::warn!(%error, "failed to encode self-metrics; left out of /metrics");
     }
+}
+
+/// Appends seed 000's service families, rendered from the service table:
+/// `monitoring_service_status{service}` (1 up, 0 down; services with
+/// heartbeats only), `monitoring_service_last_seen_seconds{service}` (Unix
+/// time of the last heartbeat), `monitoring_events_total{service,event_type}`,
+/// `monitoring_task_success_total{service,component}` and
+/// `monitoring_task_failures_total{service,component}`. A family with no
+/// series is left out.
+pub fn render_services(services: &Services, out: &mut Vec<u8>) {
+    let heartbeats = || {
+        services
+            .iter()
+            .filter_map(|(name, s)| Some((name, s.up?, s.last_seen_ms?)))
+    };
+    family_header(
+        "monitoring_service_status",
+        "gauge",
+        "Whether a service is up (1) or down (0) by its heartbeats.",
+        heartbeats().next().is_some(),
+        out,
+    );
+    for (name, up, _) in heartbeats() {
+        write_series_prefix(
+            "monitoring_service_status",
+            [("service", name)].into_iter(),
+            out,
+        );
+        out.extend_from_slice(if up { b"1\n" } else { b"0\n" });
+    }
+    family_header(
+        "monitoring_service_last_seen_seconds",
+        "gauge",
+        "Unix time of the last heartbeat of a service.",
+        heartbeats().next().is_some(),
+        out,
+    );
+    for (name, _, last_seen_ms) in heartbeats() {
+        write_series_prefix(
+            "monitoring_service_last_seen_seconds",
+            [("service", name)].into_iter(),
+            out,
+        );
+        write_value(last_seen_ms as f64 / 1000.0, out);
+        out.push(b'\n');
+    }
+    type Counters = fn(&crate::ingest::Service) -> &std::collections::BTreeMap<String, u64>;
+    let families: [(&str, &str, &str, Counters); 3] = [
+        (
+            "monitoring_events_total",
+            "event_type",
+            "Events received, by service and event type.",
+            |s| &s.events,
+        ),
+        (
+            "monitoring_task_success_total",
+            "component",
+            "Task successes reported in events with a component, by service and component.",
+            |s| &s.successes,
+        ),
+        (
+            "monitoring_task_failures_total",
+            "component",
+            "Task failures reported in events with a component, by service and component.",
+            |s| &s.failures,
+        ),
+    ];
+    for (family, label, help, counters) in families {
+        let any = services.iter().any(|(_, s)| !counters(s).is_empty());
+        family_header(family, "counter", help, any, out);
+        for (name, service) in services.iter() {
+            for (value, count) in counters(service) {
+                write_series_prefix(
+                    family,
+                    [("service", name), (label, value.as_str())].into_iter(),
+                    out,
+                );
+                out.extend_from_slice(itoa::Buffer::new().format(*count).as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+/// `# HELP` and `# TYPE` of a family with series; nothing when `any` is false.
+fn family_header(name: &str, kind: &str, help: &str, any: bool, out: &mut Vec<u8>) {
+    if !any {
+        return;
+    }
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    escape_help(help, out);
+    out.extend_from_slice(b"\n# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.as_bytes());
+    out.push(b'\n');
 }
 
 /// `name{a="x",b="y"} ` (or `name ` without labels), values escaped.
@@ -263,7 +363,7 @@ mod tests {
         registry.register(Box::new(clash.clone())).unwrap();
         registry.register(Box::new(mine.clone())).unwrap();
         mine.inc();
-        let body = text(|o| render(&store, &registry, o));
+        let body = text(|o| render(&store, &Services::default(), &registry, o));
         assert_eq!(body.matches("# TYPE wasmon_clash ").count(), 1, "{body}");
         assert!(body.ends_with(
             "# HELP wasmon_self_total Mine.\n# TYPE wasmon_self_total counter\nwasmon_self_total 1\n"
@@ -334,7 +434,7 @@ mod tests {
             .observe(0.001);
 
         let mut body = Vec::new();
-        render(&store, &telemetry.registry, &mut body);
+        render(&store, &Services::default(), &telemetry.registry, &mut body);
         let body = String::from_utf8(body).unwrap();
         assert!(body.contains("exported_plugin=\"spoofed\""), "{body}");
         assert!(body.contains("events_total{"), "{body}");

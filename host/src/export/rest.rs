@@ -1,4 +1,5 @@
-//! The REST API: plugins, alerts, health and `/metrics`.
+//! The REST API: plugins, alerts, health and `/metrics`; ingestion routes
+//! are in `export::ingest`.
 
 use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
@@ -32,6 +33,7 @@ pub(super) fn routes(state: Arc<AppState>) -> Router {
         .route("/api/plugins/{name}/restart-history", get(restart_history))
         .route("/api/alerts", get(alerts))
         .merge(admin)
+        .merge(super::ingest::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -57,7 +59,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 }
 
 /// `server.admin_token`, when set, guards every route that changes something.
-async fn require_admin(State(state): AppRef, request: Request, next: Next) -> Response {
+pub(super) async fn require_admin(State(state): AppRef, request: Request, next: Next) -> Response {
     if let Some(token) = state
         .config
         .server
@@ -102,12 +104,14 @@ async fn metrics(State(state): AppRef) -> Response {
         .set(gauge(stats.held_series));
     t.store_memory.set(gauge(stats.approx_bytes));
     let mut body = Vec::with_capacity(64 * 1024);
-    super::prometheus::render(&state.store, &state.telemetry.registry, &mut body);
+    super::prometheus::render(
+        &state.store,
+        &state.ingest.services(),
+        &state.telemetry.registry,
+        &mut body,
+    );
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, super::prometheus::CONTENT_TYPE)],
         body,
     )
         .into_response()

@@ -52,22 +52,59 @@ impl EventLog {
 
     /// Appends one event; returns its sequence number.
     pub fn append(&self, event: Event) -> u64 {
+        self.append_all([event]).saturating_sub(1)
+    }
+
+    /// Appends events in order under one lock, waking readers once; returns
+    /// the sequence number the next event will get.
+    pub fn append_all(&self, events: impl IntoIterator<Item = Event>) -> u64 {
         let mut ring = self.inner.lock();
-        if ring.events.len() == ring.capacity {
-            let evicted = ring.first;
-            ring.events.pop_front();
-            ring.first += 1;
-            if ring.cursors.values().any(|&c| c <= evicted)
-                && let Some(counter) = &self.dropped
-            {
-                counter.inc();
+        let mut dropped = 0;
+        for event in events {
+            if ring.events.len() == ring.capacity {
+                let evicted = ring.first;
+                ring.events.pop_front();
+                ring.first += 1;
+                if ring.cursors.values().any(|&c| c <= evicted) {
+                    dropped += 1;
+                }
             }
+            ring.events.push_back(Arc::new(event));
         }
-        ring.events.push_back(Arc::new(event));
         let end = ring.end();
         drop(ring);
+        if dropped > 0
+            && let Some(counter) = &self.dropped
+        {
+            counter.inc_by(dropped);
+        }
         self.end.send_replace(end);
-        end - 1
+        end
+    }
+
+    /// The newest events that `filter` accepts among the last `window` kept,
+    /// newest first: `limit` of them after skipping `offset`, and how many
+    /// matched in all.
+    pub fn recent(
+        &self,
+        window: usize,
+        offset: usize,
+        limit: usize,
+        filter: impl Fn(&Event) -> bool,
+    ) -> (Vec<Arc<Event>>, usize) {
+        let ring = self.inner.lock();
+        let mut matched = 0;
+        let mut page = Vec::with_capacity(limit.min(1024));
+        for event in ring.events.iter().rev().take(window) {
+            if !filter(event) {
+                continue;
+            }
+            if matched >= offset && page.len() < limit {
+                page.push(event.clone());
+            }
+            matched += 1;
+        }
+        (page, matched)
     }
 
     /// The sequence number the next event will get.
@@ -178,5 +215,26 @@ mod tests {
         assert_eq!(skipped, 2);
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].0, 7);
+    }
+
+    #[test]
+    fn recent_pages_newest_first() {
+        let log = EventLog::new(100);
+        assert_eq!(log.append_all((0..10).map(event)), 10);
+        let even = |e: &Event| {
+            e.event_type
+                .trim_start_matches("test.")
+                .parse::<u64>()
+                .unwrap()
+                % 2
+                == 0
+        };
+        let (page, total) = log.recent(100, 1, 2, even);
+        assert_eq!(total, 5);
+        let types: Vec<_> = page.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["test.6", "test.4"]);
+        let (page, total) = log.recent(3, 0, 10, |_| true);
+        assert_eq!((page.len(), total), (3, 3), "only the window is searched");
+        assert_eq!(log.append(event(10)), 10);
     }
 }

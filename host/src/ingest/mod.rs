@@ -1,0 +1,242 @@
+//! HTTP ingestion, compatible with the seeds: heartbeats and events (seed
+//! 000), job events singly and in batches (seed 002's sidecar), the service
+//! table and the heartbeat watcher.
+//!
+//! ```text
+//!   POST /heartbeat ─► payload::heartbeat ─► Services (up, last seen, phase)
+//!   POST /events, /v1/event, /v1/events/batch ─► payload ─► Services (counters)
+//!                                                        └► EventLog ─► rules, sinks, GET /api/events
+//!   watcher (every heartbeat.check_interval) ─► Services::expire ─► service.down / service.up events
+//! ```
+//!
+//! [`Ingest`] owns the service table and hands every event to the shared
+//! [`EventLog`], where rule plugins read what arrived since their last
+//! evaluation and sink plugins read from their own cursor. A batch is
+//! validated whole before anything is recorded, so a rejected batch leaves no
+//! trace. This module knows nothing of HTTP: `export::ingest` maps
+//! [`IngestError`] to statuses.
+
+pub mod payload;
+pub mod services;
+mod watcher;
+
+pub use payload::{Heartbeat, IngestError, Limits, Parsed, TaskOutcome};
+pub use services::{Service, Services, Transition};
+pub use watcher::spawn_watcher;
+
+use crate::config::{HeartbeatConfig, IngestConfig};
+use crate::model::{Event, ServiceState, Severity};
+use crate::sinks::EventLog;
+use crate::telemetry::Telemetry;
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The ingestion state: the service table, and where events go.
+pub struct Ingest {
+    services: Mutex<Services>,
+    events: Arc<EventLog>,
+    telemetry: Arc<Telemetry>,
+    limits: Limits,
+    heartbeat_timeout: Duration,
+}
+
+/// What a recorded event or batch got.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// The id of each event, in order.
+    pub ids: Vec<String>,
+    /// Unix milliseconds the events were recorded at.
+    pub time_ms: u64,
+}
+
+impl Ingest {
+    /// Ingestion per `config`, recording events in `events`.
+    pub fn new(
+        config: &IngestConfig,
+        heartbeat: &HeartbeatConfig,
+        events: Arc<EventLog>,
+        telemetry: Arc<Telemetry>,
+    ) -> Ingest {
+        Ingest {
+            services: Mutex::new(Services::new(config.max_services, config.max_label_values)),
+            events,
+            telemetry,
+            limits: Limits {
+                max_depth: config.max_json_depth,
+                max_batch: config.max_batch,
+                max_detail_bytes: config.max_detail_bytes.as_usize(),
+                max_attributes: config.max_attributes,
+            },
+            heartbeat_timeout: heartbeat.timeout,
+        }
+    }
+
+    /// What one payload may contain.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Records a heartbeat: the service is up as of now.
+    pub fn heartbeat(&self, heartbeat: Heartbeat) -> Result<(), IngestError> {
+        let now_ms = crate::time::now_ms();
+        let transition = {
+            let mut services = self.services.lock();
+            services
+                .admit([heartbeat.service.as_str()])
+                .map_err(IngestError::TooManyServices)?;
+            let transition = services.heartbeat(&heartbeat.service, heartbeat.phase, now_ms);
+            self.telemetry.ingest_services.set(gauge(services.len()));
+            transition
+        };
+        self.telemetry
+            .ingest_accepted
+            .with_label_values(&["heartbeat"])
+            .inc();
+        if let Some(transition) = transition {
+            self.record_transitions(vec![transition], now_ms);
+        }
+        Ok(())
+    }
+
+    /// Records parsed events, all or none: the service cap is checked for the
+    /// whole batch before anything is counted or logged.
+    pub fn record(&self, parsed: Vec<Parsed>) -> Result<Receipt, IngestError> {
+        let now_ms = crate::time::now_ms();
+        {
+            let mut services = self.services.lock();
+            services
+                .admit(parsed.iter().filter_map(|p| p.event.service.as_deref()))
+                .map_err(IngestError::TooManyServices)?;
+            let overflowed = services.overflowed;
+            for p in &parsed {
+                if let Some(service) = &p.event.service {
+                    services.count_event(
+                        service,
+                        &p.event.event_type,
+                        p.event.component.as_deref(),
+                        p.outcome,
+                        now_ms,
+                    );
+                }
+            }
+            self.telemetry
+                .ingest_label_overflow
+                .inc_by(services.overflowed - overflowed);
+            self.telemetry.ingest_services.set(gauge(services.len()));
+        }
+        self.telemetry
+            .ingest_accepted
+            .with_label_values(&["event"])
+            .inc_by(parsed.len() as u64);
+        let mut ids = Vec::with_capacity(parsed.len());
+        let events = parsed.into_iter().map(|mut p| {
+            p.event.time_ms = now_ms;
+            ids.push(p.event.id.clone());
+            p.event
+        });
+        self.events.append_all(events);
+        Ok(Receipt {
+            ids,
+            time_ms: now_ms,
+        })
+    }
+
+    /// Marks services silent for longer than the heartbeat timeout down; the
+    /// watcher calls this every check interval. Returns how many went down.
+    pub fn expire(&self, now_ms: u64) -> usize {
+        let timeout_ms = u64::try_from(self.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
+        let transitions = self.services.lock().expire(now_ms, timeout_ms);
+        let n = transitions.len();
+        if n > 0 {
+            self.record_transitions(transitions, now_ms);
+        }
+        n
+    }
+
+    /// Logs, counts and records `service.down` / `service.up` events.
+    fn record_transitions(&self, transitions: Vec<Transition>, now_ms: u64) {
+        let timeout = self.heartbeat_timeout;
+        let events = transitions.into_iter().map(|t| {
+            let (event_type, service, severity, detail) = match t {
+                Transition::Down {
+                    service,
+                    last_seen_ms,
+                } => {
+                    let silent = Duration::from_millis(now_ms.saturating_sub(last_seen_ms));
+                    tracing::warn!(%service, silent_s = silent.as_secs(), "heartbeat timed out: service down");
+                    (
+                        "service.down",
+                        service,
+                        Severity::Critical,
+                        format!(
+                            "no heartbeat for {} s (timeout {} s)",
+                            silent.as_secs(),
+                            timeout.as_secs_f64()
+                        ),
+                    )
+                }
+                Transition::Up {
+                    service,
+                    down_since_ms,
+                } => {
+                    let down = Duration::from_millis(now_ms.saturating_sub(down_since_ms));
+                    tracing::info!(%service, down_s = down.as_secs(), "heartbeat resumed: service up");
+                    (
+                        "service.up",
+                        service,
+                        Severity::Ok,
+                        format!("heartbeat resumed after {} s down", down.as_secs()),
+                    )
+                }
+            };
+            self.telemetry
+                .heartbeat_transitions
+                .with_label_values(&[event_type.trim_start_matches("service.")])
+                .inc();
+            let mut event = Event::new(event_type, "heartbeat");
+            event.time_ms = now_ms;
+            event.service = Some(service);
+            event.severity = severity;
+            event.detail = Some(detail);
+            event
+        });
+        let events: Vec<Event> = events.collect();
+        self.events.append_all(events);
+    }
+
+    /// The services with heartbeats, for rule inputs.
+    pub fn service_states(&self) -> Vec<ServiceState> {
+        self.services
+            .lock()
+            .iter()
+            .filter_map(|(name, s)| {
+                Some(ServiceState {
+                    name: name.to_string(),
+                    up: s.up?,
+                    last_seen_ms: s.last_seen_ms?,
+                    phase: s.phase.clone(),
+                    down_since_ms: s.down_since_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// The service table, locked: for `GET /api/services` and `/metrics`.
+    /// Heartbeats wait while it is held, so hold it briefly.
+    pub fn services(&self) -> MutexGuard<'_, Services> {
+        self.services.lock()
+    }
+
+    /// Forgets a service (its series leave `/metrics`); whether it was known.
+    pub fn forget(&self, name: &str) -> bool {
+        let mut services = self.services.lock();
+        let removed = services.remove(name);
+        self.telemetry.ingest_services.set(gauge(services.len()));
+        removed
+    }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

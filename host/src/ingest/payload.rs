@@ -1,0 +1,799 @@
+//! The ingestion payloads, parsed and validated into host [`Event`]s.
+//!
+//! Three shapes are accepted, verbatim as the seeds send them:
+//!
+//! - a heartbeat, `{"service": "edge-cam01", "phase": "edge_loop"}` (seed 000);
+//! - an event, `{"service", "event_type", "detail"?, "component"?}` (seed 000);
+//! - a job event of seed 002's SDK: `{"idempotency_key", "site_id", "app":
+//!   {"app_id", "name", "version"}, "entity": {"type", "id", "parent_id",
+//!   "business_key", "sub_key"}, "event": {"kind", "at", "status", "progress",
+//!   "metrics", "metadata"}}`.
+//!
+//! The sidecar routes take either event shape (an object with `event_type` is
+//! a seed 000 event). Fields the host does not model are never dropped: nested
+//! objects are flattened into the event's attributes with dotted keys
+//! (`entity.parent_id`, `event.metrics.duration_s`, ...), other values kept as
+//! they came.
+//!
+//! Errors name the field (`events[3].service: ...`); the caller turns
+//! [`IngestError`] into an HTTP status.
+
+use crate::model::{Event, Severity};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// Most bytes of a service, component or phase name.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Most bytes of an event type.
+pub const MAX_EVENT_TYPE_BYTES: usize = 128;
+/// Most bytes of an attribute key (after flattening).
+pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+
+/// Why a payload was refused. Each kind maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    /// Not JSON, or nested deeper than allowed (400).
+    #[error("{0}")]
+    Malformed(String),
+    /// JSON whose fields are missing, of the wrong type or out of bounds (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// More events in one batch than allowed (413).
+    #[error("{0}")]
+    BatchTooLarge(String),
+    /// A new service beyond `ingest.max_services` (429).
+    #[error("{0}")]
+    TooManyServices(String),
+}
+
+impl IngestError {
+    /// The reason label of `wasmon_ingest_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::Malformed(_) => "malformed",
+            IngestError::Invalid(_) => "invalid",
+            IngestError::BatchTooLarge(_) => "batch_too_large",
+            IngestError::TooManyServices(_) => "too_many_services",
+        }
+    }
+
+    /// The same error about item `index` of a batch.
+    fn at(self, index: usize) -> IngestError {
+        let prefix = |m: String| format!("events[{index}]: {m}");
+        match self {
+            IngestError::Malformed(m) => IngestError::Malformed(prefix(m)),
+            IngestError::Invalid(m) => IngestError::Invalid(prefix(m)),
+            other => other,
+        }
+    }
+}
+
+/// Bounds on what one payload may contain.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Deepest nesting of arrays and objects.
+    pub max_depth: usize,
+    /// Most events in one batch.
+    pub max_batch: usize,
+    /// Most bytes of an event's `detail`.
+    pub max_detail_bytes: usize,
+    /// Most attributes of one event, after flattening.
+    pub max_attributes: usize,
+}
+
+/// An event as parsed, with the task outcome it reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The event, with a fresh id and the time it arrived.
+    pub event: Event,
+    /// Success or failure of a task, for seed 000's task counters: the
+    /// `event_type` of a seed 000 event, or a seed 002 `*.finished` event's
+    /// `event.status` (`*.error` is a failure).
+    pub outcome: Option<TaskOutcome>,
+}
+
+/// A parsed heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// The service that is alive.
+    pub service: String,
+    /// What it is doing now.
+    pub phase: Option<String>,
+}
+
+/// Checks that `body` nests arrays and objects at most `max` deep, before any
+/// parser recurses into it. Strings are skipped, escapes included.
+pub fn check_depth(body: &[u8], max: usize) -> Result<(), IngestError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(IngestError::Malformed(format!(
+                        "JSON nested deeper than {max} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses `body` as `T`, naming the field a type error is about.
+fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, IngestError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        match inner.classify() {
+            serde_json::error::Category::Data => IngestError::Invalid(message),
+            _ => IngestError::Malformed(format!("malformed JSON: {message}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| IngestError::Malformed(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Refuses a body that is JSON but not an object, before a typed parse would
+/// describe it in terms of Rust structs.
+fn expect_object(body: &[u8]) -> Result<(), IngestError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(match from_json::<Value>(body) {
+            Err(e) => e,
+            Ok(v) => {
+                IngestError::Invalid(format!("expected a JSON object, found {}", type_name(&v)))
+            }
+        }),
+    }
+}
+
+/// `POST /heartbeat`.
+pub fn heartbeat(body: &[u8], limits: &Limits) -> Result<Heartbeat, IngestError> {
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        service: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        phase: Option<Cow<'a, str>>,
+    }
+    check_depth(body, limits.max_depth)?;
+    expect_object(body)?;
+    let raw: Raw<'_> = from_json(body)?;
+    let service = raw
+        .service
+        .ok_or_else(|| IngestError::Invalid("service: field required".into()))?;
+    check_name("service", &service)?;
+    let phase = match raw.phase {
+        Some(p) => {
+            check_text("phase", &p, MAX_NAME_BYTES)?;
+            Some(p.into_owned())
+        }
+        None => None,
+    };
+    Ok(Heartbeat {
+        service: service.into_owned(),
+        phase,
+    })
+}
+
+/// `POST /events`: a seed 000 event.
+pub fn event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
+    check_depth(body, limits.max_depth)?;
+    expect_object(body)?;
+    let object: Map<String, Value> = from_json(body)?;
+    simple_event(object, limits)
+}
+
+/// `POST /v1/event`: a seed 002 job event, or a seed 000 event.
+pub fn any_event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
+    check_depth(body, limits.max_depth)?;
+    expect_object(body)?;
+    let object: Map<String, Value> = from_json(body)?;
+    normalize(object, limits)
+}
+
+/// `POST /v1/events/batch`: a JSON array of events (either shape), or
+/// `{"events": [...]}`. One bad item rejects the whole batch, naming its index.
+pub fn batch(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapped {
+        events: Vec<Map<String, Value>>,
+    }
+    check_depth(body, limits.max_depth)?;
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let items: Vec<Map<String, Value>> = match first {
+        Some(b'{') => from_json::<Wrapped>(body)?.events,
+        Some(b'[') => from_json(body)?,
+        _ => {
+            return Err(match from_json::<Value>(body) {
+                Err(e) => e,
+                Ok(_) => IngestError::Invalid(
+                    "expected a JSON array of events or {\"events\": [...]}".into(),
+                ),
+            });
+        }
+    };
+    if items.is_empty() {
+        return Err(IngestError::Invalid("the batch holds no events".into()));
+    }
+    if items.len() > limits.max_batch {
+        return Err(IngestError::BatchTooLarge(format!(
+            "batch of {} events exceeds the limit of {}",
+            items.len(),
+            limits.max_batch
+        )));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| normalize(item, limits).map_err(|e| e.at(i)))
+        .collect()
+}
+
+fn normalize(object: Map<String, Value>, limits: &Limits) -> Result<Parsed, IngestError> {
+    if object.contains_key("event_type") {
+        simple_event(object, limits)
+    } else {
+        job_event(object, limits)
+    }
+}
+
+/// A seed 000 event: `service`, `event_type`, `detail`, `component`, and
+/// optionally `severity`; anything else becomes attributes.
+fn simple_event(mut object: Map<String, Value>, limits: &Limits) -> Result<Parsed, IngestError> {
+    let service = required_string(&mut object, "service")?;
+    check_name("service", &service)?;
+    let event_type = required_string(&mut object, "event_type")?;
+    check_event_type(&event_type)?;
+    let detail = optional_string(&mut object, "detail")?;
+    if let Some(d) = &detail {
+        check_text("detail", d, limits.max_detail_bytes)?;
+    }
+    let component = optional_string(&mut object, "component")?;
+    if let Some(c) = &component {
+        check_name("component", c)?;
+    }
+    let severity = match optional_string(&mut object, "severity")? {
+        Some(s) => parse_severity(&s)?,
+        None => severity_of(&event_type),
+    };
+    let outcome = task_outcome(&event_type);
+    let mut event = Event::new(event_type, "ingest");
+    event.service = Some(service);
+    event.component = component;
+    event.detail = detail;
+    event.severity = severity;
+    event.attributes = flatten(object, limits)?;
+    Ok(Parsed { event, outcome })
+}
+
+/// A seed 002 job event: service = `app.name`, event type =
+/// `{entity.type}.{event.kind}` (`job.started`, `subjob.finished`), component
+/// = `entity.type`; the rest becomes attributes.
+fn job_event(mut object: Map<String, Value>, limits: &Limits) -> Result<Parsed, IngestError> {
+    let mut app = required_object(&mut object, "app")?;
+    let mut entity = required_object(&mut object, "entity")?;
+    let mut body = required_object(&mut object, "event")?;
+    let service = required_string(&mut app, "name").map_err(|e| nest("app", e))?;
+    check_name("app.name", &service)?;
+    let entity_type = required_string(&mut entity, "type").map_err(|e| nest("entity", e))?;
+    check_name("entity.type", &entity_type)?;
+    let kind = required_string(&mut body, "kind").map_err(|e| nest("event", e))?;
+    let event_type = format!("{entity_type}.{kind}");
+    check_event_type(&event_type).map_err(|_| {
+        IngestError::Invalid(format!(
+            "event.kind: {kind:?} does not make a valid event type with entity.type {entity_type:?}"
+        ))
+    })?;
+    for key in ["id", "parent_id", "business_key", "sub_key"] {
+        expect_string_or_null(&entity, key).map_err(|e| nest("entity", e))?;
+    }
+    for key in ["status", "at"] {
+        expect_string_or_null(&body, key).map_err(|e| nest("event", e))?;
+    }
+    if let Some(progress) = body.get("progress")
+        && !progress.is_null()
+        && !progress.is_number()
+    {
+        return Err(IngestError::Invalid(format!(
+            "event.progress: expected a number, found {}",
+            type_name(progress)
+        )));
+    }
+    if let Some(metrics) = body.get("metrics") {
+        match metrics {
+            Value::Null => {}
+            Value::Object(m) => {
+                if let Some((k, v)) = m.iter().find(|(_, v)| !v.is_number() && !v.is_null()) {
+                    return Err(IngestError::Invalid(format!(
+                        "event.metrics.{k}: expected a number, found {}",
+                        type_name(v)
+                    )));
+                }
+            }
+            other => {
+                return Err(IngestError::Invalid(format!(
+                    "event.metrics: expected an object, found {}",
+                    type_name(other)
+                )));
+            }
+        }
+    }
+    let status = body.get("status").and_then(Value::as_str).unwrap_or("");
+    let outcome = match kind.as_str() {
+        "error" => Some(TaskOutcome::Failure),
+        "finished" => task_outcome(status),
+        _ => None,
+    };
+    let severity = if kind == "error" || matches!(status, "failed" | "failure" | "error") {
+        Severity::Critical
+    } else if matches!(status, "canceled" | "cancelled") {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    let detail = body
+        .get("metadata")
+        .and_then(|m| m.get("error"))
+        .and_then(Value::as_str)
+        .map(|e| truncate(e, limits.max_detail_bytes));
+    let mut event = Event::new(event_type, "ingest");
+    event.service = Some(service);
+    event.component = Some(entity_type);
+    event.severity = severity;
+    event.detail = detail;
+    object.insert("app".into(), Value::Object(app));
+    object.insert("entity".into(), Value::Object(entity));
+    object.insert("event".into(), Value::Object(body));
+    event.attributes = flatten(object, limits)?;
+    Ok(Parsed { event, outcome })
+}
+
+/// Flattens nested objects into dotted keys; arrays and scalars are kept as
+/// they are. Empty objects are dropped (they carry nothing).
+fn flatten(object: Map<String, Value>, limits: &Limits) -> Result<Map<String, Value>, IngestError> {
+    fn walk(
+        prefix: &str,
+        object: Map<String, Value>,
+        out: &mut Map<String, Value>,
+        limits: &Limits,
+    ) -> Result<(), IngestError> {
+        for (key, value) in object {
+            let key = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+                return Err(IngestError::Invalid(format!(
+                    "attribute key {:?} must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes",
+                    truncate(&key, 64)
+                )));
+            }
+            match value {
+                Value::Object(inner) => walk(&key, inner, out, limits)?,
+                other => {
+                    if out.len() == limits.max_attributes {
+                        return Err(IngestError::Invalid(format!(
+                            "more than {} attributes (fields beyond the modelled ones, nested fields counted one by one)",
+                            limits.max_attributes
+                        )));
+                    }
+                    out.insert(key, other);
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Map::new();
+    walk("", object, &mut out, limits)?;
+    Ok(out)
+}
+
+fn nest(parent: &str, error: IngestError) -> IngestError {
+    match error {
+        IngestError::Invalid(m) => IngestError::Invalid(format!("{parent}.{m}")),
+        other => other,
+    }
+}
+
+fn required_string(object: &mut Map<String, Value>, key: &str) -> Result<String, IngestError> {
+    match object.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(IngestError::Invalid(format!("{key}: field required"))),
+        Some(other) => Err(IngestError::Invalid(format!(
+            "{key}: expected a string, found {}",
+            type_name(&other)
+        ))),
+    }
+}
+
+fn optional_string(
+    object: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, IngestError> {
+    match object.remove(key) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        None | Some(Value::Null) => Ok(None),
+        Some(other) => Err(IngestError::Invalid(format!(
+            "{key}: expected a string, found {}",
+            type_name(&other)
+        ))),
+    }
+}
+
+fn required_object(
+    object: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Map<String, Value>, IngestError> {
+    match object.remove(key) {
+        Some(Value::Object(o)) => Ok(o),
+        None | Some(Value::Null) => Err(IngestError::Invalid(format!(
+            "{key}: field required (an event needs `service` and `event_type`, or `app`, `entity` and `event`)"
+        ))),
+        Some(other) => Err(IngestError::Invalid(format!(
+            "{key}: expected an object, found {}",
+            type_name(&other)
+        ))),
+    }
+}
+
+fn expect_string_or_null(object: &Map<String, Value>, key: &str) -> Result<(), IngestError> {
+    match object.get(key) {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(other) => Err(IngestError::Invalid(format!(
+            "{key}: expected a string, found {}",
+            type_name(other)
+        ))),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Service and component names: 1 to 128 bytes, starting with a letter or
+/// digit, then letters, digits and `. _ - : / @`.
+pub fn check_name(field: &str, name: &str) -> Result<(), IngestError> {
+    if name.is_empty() {
+        return Err(IngestError::Invalid(format!("{field}: must not be empty")));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(IngestError::Invalid(format!(
+            "{field}: {} bytes exceeds the limit of {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok
+        || !chars
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@'))
+    {
+        return Err(IngestError::Invalid(format!(
+            "{field}: invalid name {:?}: use letters, digits and . _ - : / @, starting with a letter or digit",
+            truncate(name, 64)
+        )));
+    }
+    Ok(())
+}
+
+/// Event types: like names, and `*` is not allowed (it is a pattern character
+/// in sink manifests).
+fn check_event_type(event_type: &str) -> Result<(), IngestError> {
+    if event_type.len() > MAX_EVENT_TYPE_BYTES {
+        return Err(IngestError::Invalid(format!(
+            "event_type: {} bytes exceeds the limit of {MAX_EVENT_TYPE_BYTES}",
+            event_type.len()
+        )));
+    }
+    check_name("event_type", event_type)
+}
+
+/// Free text: at most `max` bytes, no control characters but tab and newline.
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), IngestError> {
+    if text.len() > max {
+        return Err(IngestError::Invalid(format!(
+            "{field}: {} bytes exceeds the limit of {max}",
+            text.len()
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(IngestError::Invalid(format!(
+            "{field}: contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn parse_severity(text: &str) -> Result<Severity, IngestError> {
+    match text.to_ascii_lowercase().as_str() {
+        "ok" | "info" | "success" => Ok(Severity::Ok),
+        "warning" | "warn" => Ok(Severity::Warning),
+        "critical" | "error" | "alert" => Ok(Severity::Critical),
+        _ => Err(IngestError::Invalid(format!(
+            "severity: expected ok, info, warning, critical or error, found {:?}",
+            truncate(text, 32)
+        ))),
+    }
+}
+
+/// What an event type says about severity when the sender gave none.
+fn severity_of(event_type: &str) -> Severity {
+    match task_outcome(event_type) {
+        Some(TaskOutcome::Failure) => Severity::Critical,
+        _ if event_type.eq_ignore_ascii_case("warning") => Severity::Warning,
+        _ => Severity::Ok,
+    }
+}
+
+/// Whether an event reports a task's success or failure (seed 000's
+/// `monitoring_task_success_total` / `monitoring_task_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// `success`, `succeeded`, `ok`, `completed`.
+    Success,
+    /// `failure`, `failed`, `error`.
+    Failure,
+}
+
+/// The outcome a seed 000 event type reports, if any.
+pub fn task_outcome(event_type: &str) -> Option<TaskOutcome> {
+    const SUCCESS: &[&str] = &["success", "succeeded", "ok", "completed"];
+    const FAILURE: &[&str] = &["failure", "failed", "error"];
+    if SUCCESS.iter().any(|s| event_type.eq_ignore_ascii_case(s)) {
+        Some(TaskOutcome::Success)
+    } else if FAILURE.iter().any(|s| event_type.eq_ignore_ascii_case(s)) {
+        Some(TaskOutcome::Failure)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_depth: 8,
+            max_batch: 3,
+            max_detail_bytes: 32,
+            max_attributes: 16,
+        }
+    }
+
+    #[track_caller]
+    fn check_err(result: Result<impl std::fmt::Debug, IngestError>, reason: &str, detail: &str) {
+        let err = result.unwrap_err();
+        assert_eq!(err.reason(), reason, "{err}");
+        assert!(err.to_string().contains(detail), "{err:?} lacks {detail:?}");
+    }
+
+    #[test]
+    fn seed_000_payloads_parse_verbatim() {
+        let hb = heartbeat(
+            br#"{"service": "edge-cam01", "phase": "edge_loop"}"#,
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(hb.service, "edge-cam01");
+        assert_eq!(hb.phase.as_deref(), Some("edge_loop"));
+        let e = event(
+            br#"{"service": "edge-cam01", "event_type": "error", "detail": "model timeout"}"#,
+            &limits(),
+        )
+        .unwrap()
+        .event;
+        assert_eq!(e.service.as_deref(), Some("edge-cam01"));
+        assert_eq!(e.event_type, "error");
+        assert_eq!(e.detail.as_deref(), Some("model timeout"));
+        assert_eq!(e.severity, Severity::Critical);
+        assert!(e.attributes.is_empty());
+        assert_eq!(e.id.len(), 36);
+    }
+
+    #[test]
+    fn job_events_keep_every_field() {
+        let body = br#"{"idempotency_key": "k1", "site_id": "fab1",
+            "app": {"app_id": "a-1", "name": "my-app", "version": "1.0.0"},
+            "entity": {"type": "subjob", "id": "e-2", "parent_id": "e-1", "business_key": "daily", "sub_key": null},
+            "event": {"kind": "finished", "at": "2025-01-01T00:00:00Z", "status": "failed",
+                      "metrics": {"duration_s": 1.5, "cpu_user_s": 0.2},
+                      "metadata": {"error": "boom", "error_type": "ValueError"}},
+            "extra": {"deep": {"x": [1, 2]}}}"#;
+        let parsed = any_event(body, &limits()).unwrap();
+        assert_eq!(parsed.outcome, Some(TaskOutcome::Failure));
+        let e = parsed.event;
+        assert_eq!(e.event_type, "subjob.finished");
+        assert_eq!(e.service.as_deref(), Some("my-app"));
+        assert_eq!(e.component.as_deref(), Some("subjob"));
+        assert_eq!(e.severity, Severity::Critical);
+        assert_eq!(e.detail.as_deref(), Some("boom"));
+        let a = &e.attributes;
+        assert_eq!(a["entity.parent_id"], "e-1");
+        assert_eq!(a["event.metrics.duration_s"], 1.5);
+        assert_eq!(a["event.status"], "failed");
+        assert_eq!(a["site_id"], "fab1");
+        assert_eq!(a["extra.deep.x"], serde_json::json!([1, 2]));
+        assert!(a["entity.sub_key"].is_null());
+    }
+
+    #[test]
+    fn batches_take_both_shapes_and_name_the_bad_item() {
+        let ok = br#"[{"service": "a", "event_type": "success", "component": "c"},
+                      {"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "started"}}]"#;
+        let events = batch(ok, &limits()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].outcome, Some(TaskOutcome::Success));
+        assert_eq!(events[1].event.event_type, "job.started");
+        assert_eq!(events[1].outcome, None);
+        let wrapped = br#"{"events": [{"service": "a", "event_type": "x"}]}"#;
+        assert_eq!(batch(wrapped, &limits()).unwrap().len(), 1);
+        check_err(
+            batch(
+                br#"[{"service": "a", "event_type": "x"}, {"service": 5, "event_type": "x"}]"#,
+                &limits(),
+            ),
+            "invalid",
+            "events[1]: service: expected a string, found a number",
+        );
+        check_err(
+            batch(br#"[{"service": "a", "event_type": "x"}, {"app": {"name": "b"}, "entity": {}, "event": {"kind": "k"}}]"#, &limits()),
+            "invalid",
+            "events[1]: entity.type: field required",
+        );
+        check_err(batch(b"[1]", &limits()), "invalid", "[0]");
+        check_err(batch(b"[]", &limits()), "invalid", "no events");
+        check_err(
+            batch(b"\"x\"", &limits()),
+            "invalid",
+            "expected a JSON array",
+        );
+        check_err(
+            batch(br#"[{"service":"a","event_type":"x"},{"service":"a","event_type":"x"},{"service":"a","event_type":"x"},{"service":"a","event_type":"x"}]"#, &limits()),
+            "batch_too_large",
+            "4 events exceeds the limit of 3",
+        );
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let l = limits();
+        check_err(heartbeat(b"{", &l), "malformed", "malformed JSON");
+        check_err(heartbeat(b"{} x", &l), "malformed", "trailing");
+        check_err(heartbeat(b"{}", &l), "invalid", "service: field required");
+        check_err(
+            heartbeat(br#"{"service": 1}"#, &l),
+            "invalid",
+            "service: invalid type",
+        );
+        check_err(
+            heartbeat(br#"{"service": ""}"#, &l),
+            "invalid",
+            "must not be empty",
+        );
+        check_err(
+            heartbeat(br#"{"service": "a b"}"#, &l),
+            "invalid",
+            "invalid name",
+        );
+        check_err(
+            heartbeat(br#"{"service": "-a"}"#, &l),
+            "invalid",
+            "invalid name",
+        );
+        let long = format!(r#"{{"service": "{}"}}"#, "a".repeat(129));
+        check_err(
+            heartbeat(long.as_bytes(), &l),
+            "invalid",
+            "129 bytes exceeds the limit of 128",
+        );
+        check_err(
+            heartbeat(br#"[[[[[[[[[1]]]]]]]]]"#, &l),
+            "malformed",
+            "deeper than 8",
+        );
+        check_err(
+            event(br#"{"service": "a"}"#, &l),
+            "invalid",
+            "event_type: field required",
+        );
+        check_err(
+            event(br#"{"service": "a", "event_type": "x", "detail": 3}"#, &l),
+            "invalid",
+            "detail: expected a string",
+        );
+        check_err(event(br#"{"service": "a", "event_type": "x", "detail": "0123456789012345678901234567890123"}"#, &l), "invalid", "detail: 34 bytes");
+        check_err(
+            event(
+                br#"{"service": "a", "event_type": "x", "severity": "meh"}"#,
+                &l,
+            ),
+            "invalid",
+            "severity",
+        );
+        check_err(any_event(br#"{"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "k", "metrics": {"m": "x"}}}"#, &l), "invalid", "event.metrics.m: expected a number");
+        check_err(
+            any_event(br#"{"app": {"name": "b"}}"#, &l),
+            "invalid",
+            "entity: field required",
+        );
+        check_err(
+            any_event(
+                br#"{"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "a b"}}"#,
+                &l,
+            ),
+            "invalid",
+            "event.kind",
+        );
+        let many: String = (0..17).map(|i| format!(r#""k{i}": {i},"#)).collect();
+        let body = format!(r#"{{{many} "service": "a", "event_type": "x"}}"#);
+        check_err(
+            event(body.as_bytes(), &l),
+            "invalid",
+            "more than 16 attributes",
+        );
+    }
+
+    #[test]
+    fn depth_check_skips_strings() {
+        assert!(check_depth(br#"{"a": "[[[[[[[[[[[[[[[[[[[[[[\"[[["}"#, 2).is_ok());
+        assert!(check_depth(b"[[[]]]", 3).is_ok());
+        assert!(check_depth(b"[[[[]]]]", 3).is_err());
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(task_outcome("failure"), Some(TaskOutcome::Failure));
+        assert_eq!(task_outcome("Success"), Some(TaskOutcome::Success));
+        assert_eq!(task_outcome("warning"), None);
+        assert_eq!(severity_of("warning"), Severity::Warning);
+    }
+}
