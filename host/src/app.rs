@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// Most events the in-memory event log keeps for sinks.
 const EVENT_LOG_CAPACITY: usize = 100_000;
+/// Most bytes (approximately) the in-memory event log holds.
+const EVENT_LOG_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long open requests may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -54,6 +56,7 @@ impl AppState {
         let store = Arc::new(Store::new(&config.store));
         let events = Arc::new(
             EventLog::new(EVENT_LOG_CAPACITY)
+                .with_max_bytes(EVENT_LOG_MAX_BYTES)
                 .with_drop_counter(telemetry.event_log_dropped.clone()),
         );
         let alerts = Arc::new(AlertManager::new(

@@ -415,9 +415,9 @@ pub struct IngestConfig {
     pub max_json_depth: usize,
     /// Largest `detail` of an event (422 above).
     pub max_detail_bytes: ByteSize,
-    /// Most attributes one event may carry (fields beyond the modelled ones,
-    /// nested fields flattened and counted one by one; 422 above).
-    pub max_attributes: usize,
+    /// Largest JSON of one event, in a batch or alone (422 above): bounds
+    /// what one event may keep as attributes.
+    pub max_event_bytes: ByteSize,
 }
 
 impl Default for IngestConfig {
@@ -430,7 +430,7 @@ impl Default for IngestConfig {
             max_batch: 1000,
             max_json_depth: 32,
             max_detail_bytes: ByteSize(8 * 1024),
-            max_attributes: 128,
+            max_event_bytes: ByteSize(64 * 1024),
         }
     }
 }

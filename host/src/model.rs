@@ -192,8 +192,8 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Everything else the producer sent, kept as given.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
     /// Present on `alert.*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertChange>,
@@ -211,15 +211,185 @@ impl Event {
             component: None,
             severity: Severity::Ok,
             detail: None,
-            attributes: serde_json::Map::new(),
+            attributes: Attributes::default(),
             alert: None,
         }
+    }
+
+    /// Roughly the heap bytes this event holds, for memory bounds.
+    pub fn approx_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Event>()
+            + self.id.len()
+            + self.event_type.len()
+            + self.source.len()
+            + text(&self.service)
+            + text(&self.component)
+            + text(&self.detail)
+            + self.attributes.approx_bytes()
+            + self.alert.as_ref().map_or(0, |a| {
+                std::mem::size_of::<AlertChange>()
+                    + a.rule.len()
+                    + a.name.len()
+                    + a.summary.len()
+                    + a.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 48)
+                        .sum::<usize>()
+            })
+    }
+}
+
+/// The fields of an event beyond the modelled ones, read as one flat map:
+/// nested objects become dotted keys (`entity.parent_id`,
+/// `event.metrics.duration_s`), other values stay as they are.
+///
+/// They come two ways: set one by one by the host ([`insert`](Self::insert)),
+/// or as the JSON object a producer sent, kept as its text and flattened only
+/// when read ([`from_json_object`](Self::from_json_object)). Ingestion keeps
+/// what it does not model this way: one allocation per event instead of a
+/// map of values, and nothing dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes {
+    map: serde_json::Map<String, serde_json::Value>,
+    raw: Option<RawObject>,
+}
+
+/// A producer's JSON object, as text.
+#[derive(Debug, Clone, PartialEq)]
+struct RawObject {
+    json: Box<str>,
+    /// Flattened keys the event models elsewhere, left out.
+    skip: &'static [&'static str],
+}
+
+impl Attributes {
+    /// The attributes of `json`, a JSON object the caller has validated,
+    /// leaving out the flattened keys in `skip`.
+    pub fn from_json_object(json: &str, skip: &'static [&'static str]) -> Attributes {
+        Attributes {
+            map: serde_json::Map::new(),
+            raw: Some(RawObject {
+                json: json.into(),
+                skip,
+            }),
+        }
+    }
+
+    /// Sets one attribute (after those of a producer's object).
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
+        self.map.insert(key.into(), value.into());
+    }
+
+    /// Whether there are none (a producer's object counts as some).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty() && self.raw.is_none()
+    }
+
+    /// Every attribute, flattened.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        if let Some(raw) = &self.raw {
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&raw.json) {
+                Ok(object) => flatten_into("", object, raw.skip, &mut out),
+                Err(error) => {
+                    tracing::warn!(%error, "event attributes are not a JSON object; left out")
+                }
+            }
+        }
+        out.extend(self.map.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+
+    /// One attribute, by its flattened key.
+    pub fn get(&self, key: &str) -> Option<serde_json::Value> {
+        self.to_map().remove(key)
+    }
+
+    fn approx_bytes(&self) -> usize {
+        self.raw.as_ref().map_or(0, |r| r.json.len())
+            + self
+                .map
+                .iter()
+                .map(|(k, v)| k.len() + 64 + v.as_str().map_or(0, str::len))
+                .sum::<usize>()
+    }
+}
+
+fn flatten_into(
+    prefix: &str,
+    object: serde_json::Map<String, serde_json::Value>,
+    skip: &[&str],
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    for (key, value) in object {
+        let key = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            serde_json::Value::Object(inner) => flatten_into(&key, inner, skip, out),
+            value if !skip.contains(&key.as_str()) => {
+                out.insert(key, value);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = serde_json::Map::deserialize(deserializer)?;
+        let mut attributes = Attributes::default();
+        flatten_into("", map, &[], &mut attributes.map);
+        Ok(attributes)
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for Attributes {
+    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        let mut attributes = Attributes::default();
+        flatten_into("", map, &[], &mut attributes.map);
+        attributes
     }
 }
 
 /// A fresh, time-ordered event id.
 pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn attributes_flatten_a_producers_object_on_read() {
+        let mut a = Attributes::from_json_object(
+            r#"{"service": "s", "site_id": "fab1", "entity": {"type": "job", "parent_id": null, "tags": ["a"]}}"#,
+            &["service", "entity.type"],
+        );
+        a.insert("rule", "r1");
+        assert!(!a.is_empty());
+        let map = a.to_map();
+        assert_eq!(
+            Value::Object(map),
+            json!({"site_id": "fab1", "entity.parent_id": null, "entity.tags": ["a"], "rule": "r1"})
+        );
+        assert_eq!(a.get("site_id"), Some(json!("fab1")));
+        let text = serde_json::to_string(&a).unwrap();
+        let back: Attributes = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.to_map(), a.to_map());
+        assert!(Attributes::default().is_empty());
+    }
 }
 
 /// A service known from heartbeats.

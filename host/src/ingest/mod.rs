@@ -66,7 +66,7 @@ impl Ingest {
                 max_depth: config.max_json_depth,
                 max_batch: config.max_batch,
                 max_detail_bytes: config.max_detail_bytes.as_usize(),
-                max_attributes: config.max_attributes,
+                max_event_bytes: config.max_event_bytes.as_usize(),
             },
             heartbeat_timeout: heartbeat.timeout,
         }

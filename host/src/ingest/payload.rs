@@ -10,25 +10,32 @@
 //!   "metrics", "metadata"}}`.
 //!
 //! The sidecar routes take either event shape (an object with `event_type` is
-//! a seed 000 event). Fields the host does not model are never dropped: nested
-//! objects are flattened into the event's attributes with dotted keys
-//! (`entity.parent_id`, `event.metrics.duration_s`, ...), other values kept as
-//! they came.
+//! a seed 000 event). Fields the host does not model are never dropped: the
+//! event keeps the object's text as its [`Attributes`], read back flattened
+//! with dotted keys (`entity.parent_id`, `event.metrics.duration_s`, ...).
 //!
-//! Errors name the field (`events[3].service: ...`); the caller turns
-//! [`IngestError`] into an HTTP status.
+//! Parsing is typed and borrows from the body: the modelled fields are read
+//! and validated in one pass that skips the rest, and a batch is first split
+//! into its items' texts. Errors name the field (`events[3]: service: ...`);
+//! the caller turns [`IngestError`] into an HTTP status.
 
-use crate::model::{Event, Severity};
+use crate::model::{Attributes, Event, Severity};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::fmt;
 
 /// Most bytes of a service, component or phase name.
 pub const MAX_NAME_BYTES: usize = 128;
 /// Most bytes of an event type.
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
-/// Most bytes of an attribute key (after flattening).
-pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+
+/// What a seed 000 event models; its other fields are attributes.
+const SIMPLE_FIELDS: &[&str] = &["service", "event_type", "detail", "component", "severity"];
+/// What a job event models beyond its attributes.
+const JOB_FIELDS: &[&str] = &["app.name", "entity.type", "event.kind"];
 
 /// Why a payload was refused. Each kind maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -78,8 +85,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Most bytes of an event's `detail`.
     pub max_detail_bytes: usize,
-    /// Most attributes of one event, after flattening.
-    pub max_attributes: usize,
+    /// Most bytes of one event's JSON (attributes included).
+    pub max_event_bytes: usize,
 }
 
 /// An event as parsed, with the task outcome it reports.
@@ -203,17 +210,19 @@ pub fn heartbeat(body: &[u8], limits: &Limits) -> Result<Heartbeat, IngestError>
 /// `POST /events`: a seed 000 event.
 pub fn event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
     check_depth(body, limits.max_depth)?;
-    expect_object(body)?;
-    let object: Map<String, Value> = from_json(body)?;
-    simple_event(object, limits)
+    let text = utf8(body)?;
+    let (item, text) = item(text, limits)?;
+    if item.event_type.is_none() {
+        return Err(IngestError::Invalid("event_type: field required".into()));
+    }
+    simple_event(item, text, limits)
 }
 
 /// `POST /v1/event`: a seed 002 job event, or a seed 000 event.
 pub fn any_event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
     check_depth(body, limits.max_depth)?;
-    expect_object(body)?;
-    let object: Map<String, Value> = from_json(body)?;
-    normalize(object, limits)
+    let (item, text) = item(utf8(body)?, limits)?;
+    normalize(item, text, limits)
 }
 
 /// `POST /v1/events/batch`: a JSON array of events (either shape), or
@@ -221,13 +230,14 @@ pub fn any_event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
 pub fn batch(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Wrapped {
-        events: Vec<Map<String, Value>>,
+    struct Wrapped<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
     }
     check_depth(body, limits.max_depth)?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let items: Vec<Map<String, Value>> = match first {
-        Some(b'{') => from_json::<Wrapped>(body)?.events,
+    let items: Vec<&RawValue> = match first {
+        Some(b'{') => from_json::<Wrapped<'_>>(body)?.events,
         Some(b'[') => from_json(body)?,
         _ => {
             return Err(match from_json::<Value>(body) {
@@ -251,101 +261,105 @@ pub fn batch(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| normalize(item, limits).map_err(|e| e.at(i)))
+        .map(|(i, raw)| {
+            item(raw.get(), limits)
+                .and_then(|(item, text)| normalize(item, text, limits))
+                .map_err(|e| e.at(i))
+        })
         .collect()
 }
 
-fn normalize(object: Map<String, Value>, limits: &Limits) -> Result<Parsed, IngestError> {
-    if object.contains_key("event_type") {
-        simple_event(object, limits)
+fn utf8(body: &[u8]) -> Result<&str, IngestError> {
+    std::str::from_utf8(body)
+        .map_err(|e| IngestError::Malformed(format!("malformed JSON: not UTF-8: {e}")))
+}
+
+/// Parses one event object's modelled fields; returns them with its text.
+fn item<'a>(text: &'a str, limits: &Limits) -> Result<(Item<'a>, &'a str), IngestError> {
+    let text = text.trim();
+    expect_object(text.as_bytes())?;
+    if text.len() > limits.max_event_bytes {
+        return Err(IngestError::Invalid(format!(
+            "event of {} bytes exceeds the limit of {} (ingest.max_event_bytes)",
+            text.len(),
+            limits.max_event_bytes
+        )));
+    }
+    Ok((from_json(text.as_bytes())?, text))
+}
+
+fn normalize(item: Item<'_>, text: &str, limits: &Limits) -> Result<Parsed, IngestError> {
+    if item.event_type.is_some() {
+        simple_event(item, text, limits)
     } else {
-        job_event(object, limits)
+        job_event(item, text, limits)
     }
 }
 
 /// A seed 000 event: `service`, `event_type`, `detail`, `component`, and
 /// optionally `severity`; anything else becomes attributes.
-fn simple_event(mut object: Map<String, Value>, limits: &Limits) -> Result<Parsed, IngestError> {
-    let service = required_string(&mut object, "service")?;
+fn simple_event(item: Item<'_>, text: &str, limits: &Limits) -> Result<Parsed, IngestError> {
+    let service = item
+        .service
+        .ok_or_else(|| IngestError::Invalid("service: field required".into()))?;
     check_name("service", &service)?;
-    let event_type = required_string(&mut object, "event_type")?;
+    let event_type = item
+        .event_type
+        .ok_or_else(|| IngestError::Invalid("event_type: field required".into()))?;
     check_event_type(&event_type)?;
-    let detail = optional_string(&mut object, "detail")?;
-    if let Some(d) = &detail {
+    if let Some(d) = &item.detail {
         check_text("detail", d, limits.max_detail_bytes)?;
     }
-    let component = optional_string(&mut object, "component")?;
-    if let Some(c) = &component {
+    if let Some(c) = &item.component {
         check_name("component", c)?;
     }
-    let severity = match optional_string(&mut object, "severity")? {
-        Some(s) => parse_severity(&s)?,
+    let severity = match &item.severity {
+        Some(s) => parse_severity(s)?,
         None => severity_of(&event_type),
     };
     let outcome = task_outcome(&event_type);
-    let mut event = Event::new(event_type, "ingest");
-    event.service = Some(service);
-    event.component = component;
-    event.detail = detail;
+    let mut event = Event::new(event_type.into_owned(), "ingest");
+    event.service = Some(service.into_owned());
+    event.component = item.component.map(Cow::into_owned);
+    event.detail = item.detail.map(Cow::into_owned);
     event.severity = severity;
-    event.attributes = flatten(object, limits)?;
+    if item.extra {
+        event.attributes = Attributes::from_json_object(text, SIMPLE_FIELDS);
+    }
     Ok(Parsed { event, outcome })
 }
 
 /// A seed 002 job event: service = `app.name`, event type =
 /// `{entity.type}.{event.kind}` (`job.started`, `subjob.finished`), component
-/// = `entity.type`; the rest becomes attributes.
-fn job_event(mut object: Map<String, Value>, limits: &Limits) -> Result<Parsed, IngestError> {
-    let mut app = required_object(&mut object, "app")?;
-    let mut entity = required_object(&mut object, "entity")?;
-    let mut body = required_object(&mut object, "event")?;
-    let service = required_string(&mut app, "name").map_err(|e| nest("app", e))?;
+/// = `entity.type`; every other field is an attribute.
+fn job_event(item: Item<'_>, text: &str, limits: &Limits) -> Result<Parsed, IngestError> {
+    let required = |what: &str| {
+        IngestError::Invalid(format!(
+            "{what}: field required (an event needs `service` and `event_type`, or `app`, `entity` and `event`)"
+        ))
+    };
+    let app = item.app.ok_or_else(|| required("app"))?;
+    let entity = item.entity.ok_or_else(|| required("entity"))?;
+    let body = item.event.ok_or_else(|| required("event"))?;
+    let service = app
+        .name
+        .ok_or_else(|| IngestError::Invalid("app.name: field required".into()))?;
     check_name("app.name", &service)?;
-    let entity_type = required_string(&mut entity, "type").map_err(|e| nest("entity", e))?;
+    let entity_type = entity
+        .entity_type
+        .ok_or_else(|| IngestError::Invalid("entity.type: field required".into()))?;
     check_name("entity.type", &entity_type)?;
-    let kind = required_string(&mut body, "kind").map_err(|e| nest("event", e))?;
+    let kind = body
+        .kind
+        .ok_or_else(|| IngestError::Invalid("event.kind: field required".into()))?;
     let event_type = format!("{entity_type}.{kind}");
     check_event_type(&event_type).map_err(|_| {
         IngestError::Invalid(format!(
             "event.kind: {kind:?} does not make a valid event type with entity.type {entity_type:?}"
         ))
     })?;
-    for key in ["id", "parent_id", "business_key", "sub_key"] {
-        expect_string_or_null(&entity, key).map_err(|e| nest("entity", e))?;
-    }
-    for key in ["status", "at"] {
-        expect_string_or_null(&body, key).map_err(|e| nest("event", e))?;
-    }
-    if let Some(progress) = body.get("progress")
-        && !progress.is_null()
-        && !progress.is_number()
-    {
-        return Err(IngestError::Invalid(format!(
-            "event.progress: expected a number, found {}",
-            type_name(progress)
-        )));
-    }
-    if let Some(metrics) = body.get("metrics") {
-        match metrics {
-            Value::Null => {}
-            Value::Object(m) => {
-                if let Some((k, v)) = m.iter().find(|(_, v)| !v.is_number() && !v.is_null()) {
-                    return Err(IngestError::Invalid(format!(
-                        "event.metrics.{k}: expected a number, found {}",
-                        type_name(v)
-                    )));
-                }
-            }
-            other => {
-                return Err(IngestError::Invalid(format!(
-                    "event.metrics: expected an object, found {}",
-                    type_name(other)
-                )));
-            }
-        }
-    }
-    let status = body.get("status").and_then(Value::as_str).unwrap_or("");
-    let outcome = match kind.as_str() {
+    let status = body.status.as_deref().unwrap_or("");
+    let outcome = match &*kind {
         "error" => Some(TaskOutcome::Failure),
         "finished" => task_outcome(status),
         _ => None,
@@ -358,118 +372,139 @@ fn job_event(mut object: Map<String, Value>, limits: &Limits) -> Result<Parsed, 
         Severity::Ok
     };
     let detail = body
-        .get("metadata")
-        .and_then(|m| m.get("error"))
-        .and_then(Value::as_str)
-        .map(|e| truncate(e, limits.max_detail_bytes));
+        .metadata
+        .and_then(|m| m.error)
+        .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
+        .map(|e| truncate(&e, limits.max_detail_bytes));
     let mut event = Event::new(event_type, "ingest");
-    event.service = Some(service);
-    event.component = Some(entity_type);
+    event.service = Some(service.into_owned());
+    event.component = Some(entity_type.into_owned());
     event.severity = severity;
     event.detail = detail;
-    object.insert("app".into(), Value::Object(app));
-    object.insert("entity".into(), Value::Object(entity));
-    object.insert("event".into(), Value::Object(body));
-    event.attributes = flatten(object, limits)?;
+    event.attributes = Attributes::from_json_object(text, JOB_FIELDS);
     Ok(Parsed { event, outcome })
 }
 
-/// Flattens nested objects into dotted keys; arrays and scalars are kept as
-/// they are. Empty objects are dropped (they carry nothing).
-fn flatten(object: Map<String, Value>, limits: &Limits) -> Result<Map<String, Value>, IngestError> {
-    fn walk(
-        prefix: &str,
-        object: Map<String, Value>,
-        out: &mut Map<String, Value>,
-        limits: &Limits,
-    ) -> Result<(), IngestError> {
-        for (key, value) in object {
-            let key = if prefix.is_empty() {
-                key
-            } else {
-                format!("{prefix}.{key}")
-            };
-            if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
-                return Err(IngestError::Invalid(format!(
-                    "attribute key {:?} must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes",
-                    truncate(&key, 64)
-                )));
+/// The modelled fields of either event shape, borrowed from the body where
+/// no unescaping is needed. Unknown fields are skipped (the event keeps the
+/// object's text); `extra` says whether there were any.
+#[derive(Default)]
+struct Item<'a> {
+    service: Option<Cow<'a, str>>,
+    event_type: Option<Cow<'a, str>>,
+    detail: Option<Cow<'a, str>>,
+    component: Option<Cow<'a, str>>,
+    severity: Option<Cow<'a, str>>,
+    app: Option<AppIn<'a>>,
+    entity: Option<EntityIn<'a>>,
+    event: Option<BodyIn<'a>>,
+    extra: bool,
+}
+
+impl<'de> Deserialize<'de> for Item<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event object")
             }
-            match value {
-                Value::Object(inner) => walk(&key, inner, out, limits)?,
-                other => {
-                    if out.len() == limits.max_attributes {
-                        return Err(IngestError::Invalid(format!(
-                            "more than {} attributes (fields beyond the modelled ones, nested fields counted one by one)",
-                            limits.max_attributes
-                        )));
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+                let mut item = Item::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "service" => item.service = map.next_value()?,
+                        "event_type" => item.event_type = map.next_value()?,
+                        "detail" => item.detail = map.next_value()?,
+                        "component" => item.component = map.next_value()?,
+                        "severity" => item.severity = map.next_value()?,
+                        "app" => item.app = map.next_value()?,
+                        "entity" => item.entity = map.next_value()?,
+                        "event" => item.event = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            item.extra = true;
+                        }
                     }
-                    out.insert(key, other);
                 }
+                Ok(item)
             }
         }
-        Ok(())
-    }
-    let mut out = Map::new();
-    walk("", object, &mut out, limits)?;
-    Ok(out)
-}
-
-fn nest(parent: &str, error: IngestError) -> IngestError {
-    match error {
-        IngestError::Invalid(m) => IngestError::Invalid(format!("{parent}.{m}")),
-        other => other,
+        deserializer.deserialize_map(ItemVisitor)
     }
 }
 
-fn required_string(object: &mut Map<String, Value>, key: &str) -> Result<String, IngestError> {
-    match object.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(IngestError::Invalid(format!("{key}: field required"))),
-        Some(other) => Err(IngestError::Invalid(format!(
-            "{key}: expected a string, found {}",
-            type_name(&other)
-        ))),
-    }
+/// `app`: its name is the service; the rest is kept as attributes.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct AppIn<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
 }
 
-fn optional_string(
-    object: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<String>, IngestError> {
-    match object.remove(key) {
-        Some(Value::String(s)) => Ok(Some(s)),
-        None | Some(Value::Null) => Ok(None),
-        Some(other) => Err(IngestError::Invalid(format!(
-            "{key}: expected a string, found {}",
-            type_name(&other)
-        ))),
-    }
+/// `entity`: its type makes the event type; the ids must be strings.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+#[allow(dead_code)] // read for validation only; kept as attributes
+struct EntityIn<'a> {
+    #[serde(rename = "type", borrow, default)]
+    entity_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    business_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sub_key: Option<Cow<'a, str>>,
 }
 
-fn required_object(
-    object: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Map<String, Value>, IngestError> {
-    match object.remove(key) {
-        Some(Value::Object(o)) => Ok(o),
-        None | Some(Value::Null) => Err(IngestError::Invalid(format!(
-            "{key}: field required (an event needs `service` and `event_type`, or `app`, `entity` and `event`)"
-        ))),
-        Some(other) => Err(IngestError::Invalid(format!(
-            "{key}: expected an object, found {}",
-            type_name(&other)
-        ))),
-    }
+/// `event`: kind and status; progress a number, metrics numbers.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+#[allow(dead_code)] // read for validation only; kept as attributes
+struct BodyIn<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    at: Option<Cow<'a, str>>,
+    #[serde(default)]
+    progress: Option<f64>,
+    #[serde(default)]
+    metrics: Option<Numbers>,
+    #[serde(borrow, default)]
+    metadata: Option<MetadataIn<'a>>,
 }
 
-fn expect_string_or_null(object: &Map<String, Value>, key: &str) -> Result<(), IngestError> {
-    match object.get(key) {
-        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-        Some(other) => Err(IngestError::Invalid(format!(
-            "{key}: expected a string, found {}",
-            type_name(other)
-        ))),
+/// `event.metadata`: free-form; a string `error` is the event's detail.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct MetadataIn<'a> {
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// An object whose values are all numbers (or null), read without keeping it.
+struct Numbers;
+
+impl<'de> Deserialize<'de> for Numbers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumbersVisitor;
+        impl<'de> Visitor<'de> for NumbersVisitor {
+            type Value = Numbers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of numbers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Numbers, A::Error> {
+                while map.next_key::<Cow<'de, str>>()?.is_some() {
+                    map.next_value::<Option<f64>>()?;
+                }
+                Ok(Numbers)
+            }
+        }
+        deserializer.deserialize_map(NumbersVisitor)
     }
 }
 
@@ -605,7 +640,7 @@ mod tests {
             max_depth: 8,
             max_batch: 3,
             max_detail_bytes: 32,
-            max_attributes: 16,
+            max_event_bytes: 1000,
         }
     }
 
@@ -656,13 +691,27 @@ mod tests {
         assert_eq!(e.component.as_deref(), Some("subjob"));
         assert_eq!(e.severity, Severity::Critical);
         assert_eq!(e.detail.as_deref(), Some("boom"));
-        let a = &e.attributes;
+        let a = e.attributes.to_map();
         assert_eq!(a["entity.parent_id"], "e-1");
         assert_eq!(a["event.metrics.duration_s"], 1.5);
         assert_eq!(a["event.status"], "failed");
         assert_eq!(a["site_id"], "fab1");
         assert_eq!(a["extra.deep.x"], serde_json::json!([1, 2]));
         assert!(a["entity.sub_key"].is_null());
+        assert_eq!(a["event.metadata.error_type"], "ValueError");
+        for modelled in ["app.name", "entity.type", "event.kind"] {
+            assert!(!a.contains_key(modelled), "{modelled} is not an attribute");
+        }
+        let simple = event(
+            br#"{"service": "a", "event_type": "x", "node": {"rack": 4}}"#,
+            &limits(),
+        )
+        .unwrap()
+        .event;
+        assert_eq!(
+            Value::Object(simple.attributes.to_map()),
+            serde_json::json!({"node.rack": 4})
+        );
     }
 
     #[test]
@@ -682,7 +731,7 @@ mod tests {
                 &limits(),
             ),
             "invalid",
-            "events[1]: service: expected a string, found a number",
+            "events[1]: service: invalid type: integer `5`, expected a string",
         );
         check_err(
             batch(br#"[{"service": "a", "event_type": "x"}, {"app": {"name": "b"}, "entity": {}, "event": {"kind": "k"}}]"#, &limits()),
@@ -748,7 +797,7 @@ mod tests {
         check_err(
             event(br#"{"service": "a", "event_type": "x", "detail": 3}"#, &l),
             "invalid",
-            "detail: expected a string",
+            "detail: invalid type: integer `3`, expected a string",
         );
         check_err(event(br#"{"service": "a", "event_type": "x", "detail": "0123456789012345678901234567890123"}"#, &l), "invalid", "detail: 34 bytes");
         check_err(
@@ -759,7 +808,7 @@ mod tests {
             "invalid",
             "severity",
         );
-        check_err(any_event(br#"{"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "k", "metrics": {"m": "x"}}}"#, &l), "invalid", "event.metrics.m: expected a number");
+        check_err(any_event(br#"{"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "k", "metrics": {"m": "x"}}}"#, &l), "invalid", "event.metrics.m: invalid type: string \"x\", expected f64");
         check_err(
             any_event(br#"{"app": {"name": "b"}}"#, &l),
             "invalid",
@@ -773,12 +822,22 @@ mod tests {
             "invalid",
             "event.kind",
         );
-        let many: String = (0..17).map(|i| format!(r#""k{i}": {i},"#)).collect();
-        let body = format!(r#"{{{many} "service": "a", "event_type": "x"}}"#);
+        let big = format!(
+            r#"{{"service": "a", "event_type": "x", "note": "{}"}}"#,
+            "n".repeat(1000)
+        );
         check_err(
-            event(body.as_bytes(), &l),
+            event(big.as_bytes(), &l),
             "invalid",
-            "more than 16 attributes",
+            "exceeds the limit of 1000 (ingest.max_event_bytes)",
+        );
+        check_err(
+            event(
+                br#"{"service": "a", "event_type": "x", "detail": "\ud800"}"#,
+                &l,
+            ),
+            "malformed",
+            "detail: unexpected end of hex escape",
         );
     }
 

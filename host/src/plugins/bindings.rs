@@ -135,11 +135,12 @@ impl From<&model::Event> for types::Event {
             detail: e.detail.clone(),
             attributes: e
                 .attributes
-                .iter()
+                .to_map()
+                .into_iter()
                 .map(|(k, v)| types::Label {
-                    name: k.clone(),
+                    name: k,
                     value: match v {
-                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::String(s) => s,
                         other => other.to_string(),
                     },
                 })

@@ -330,12 +330,8 @@ impl AlertManager {
             let mut event = Event::new(format!("alert.{}", change.state.as_str()), "rule");
             event.severity = change.severity;
             event.detail = Some(change.summary.clone());
-            event
-                .attributes
-                .insert("rule".into(), change.rule.clone().into());
-            event
-                .attributes
-                .insert("alertname".into(), change.name.clone().into());
+            event.attributes.insert("rule", change.rule.clone());
+            event.attributes.insert("alertname", change.name.clone());
             event.alert = Some(change.clone());
             self.events.append(event);
         }

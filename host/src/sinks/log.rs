@@ -19,6 +19,9 @@ struct Ring {
     /// Sequence number of `events[0]`.
     first: u64,
     capacity: usize,
+    /// What `events` hold, by [`Event::approx_bytes`].
+    bytes: usize,
+    max_bytes: usize,
     cursors: HashMap<String, u64>,
 }
 
@@ -37,11 +40,20 @@ impl EventLog {
                 events: VecDeque::new(),
                 first: 0,
                 capacity: capacity.max(1),
+                bytes: 0,
+                max_bytes: usize::MAX,
                 cursors: HashMap::new(),
             }),
             end,
             dropped: None,
         }
+    }
+
+    /// Also evicts the oldest events while all of them hold more than
+    /// `max_bytes` (approximately; the newest event always stays).
+    pub fn with_max_bytes(self, max_bytes: usize) -> Self {
+        self.inner.lock().max_bytes = max_bytes;
+        self
     }
 
     /// Counts events evicted before every sink read them in `counter`.
@@ -61,15 +73,20 @@ impl EventLog {
         let mut ring = self.inner.lock();
         let mut dropped = 0;
         for event in events {
-            if ring.events.len() == ring.capacity {
+            ring.bytes += event.approx_bytes();
+            ring.events.push_back(Arc::new(event));
+            while ring.events.len() > ring.capacity
+                || (ring.bytes > ring.max_bytes && ring.events.len() > 1)
+            {
                 let evicted = ring.first;
-                ring.events.pop_front();
+                if let Some(old) = ring.events.pop_front() {
+                    ring.bytes = ring.bytes.saturating_sub(old.approx_bytes());
+                }
                 ring.first += 1;
                 if ring.cursors.values().any(|&c| c <= evicted) {
                     dropped += 1;
                 }
             }
-            ring.events.push_back(Arc::new(event));
         }
         let end = ring.end();
         drop(ring);
@@ -215,6 +232,19 @@ mod tests {
         assert_eq!(skipped, 2);
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].0, 7);
+    }
+
+    #[test]
+    fn the_log_is_bounded_by_bytes_too() {
+        let one = event(0).approx_bytes();
+        let log = EventLog::new(100).with_max_bytes(one * 5 + one / 2);
+        log.append_all((0..20).map(event));
+        let (kept, _) = log.read(0, 100);
+        assert_eq!(kept.len(), 5);
+        assert_eq!(kept[0].0, 15);
+        let huge = EventLog::new(100).with_max_bytes(1);
+        huge.append(event(1));
+        assert_eq!(huge.read(0, 10).0.len(), 1, "the newest event always stays");
     }
 
     #[test]
