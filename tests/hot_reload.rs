@@ -335,3 +335,44 @@ fn a_call_in_flight_finishes_on_the_old_instance_while_the_new_one_is_swapped_in
     assert_eq!(plugin["faults"], 0, "{plugin}");
     assert_eq!(plugin["errors"], 0, "{plugin}");
 }
+
+/// `wasm` with a custom section naming `n` appended: the same code, a new
+/// binary (a new sha256, nothing for a cache to reuse).
+fn variant(wasm: &[u8], n: u8) -> Vec<u8> {
+    let name = b"fixture";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.push(n);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8); // LEB128 of a length below 128
+    out.extend_from_slice(&section);
+    out
+}
+
+#[test]
+fn a_file_replaced_while_the_plugins_load_at_startup_is_not_missed() {
+    // Eight more plugins to compile (no cache) keep the startup load busy
+    // after the first one is up; the first is replaced meanwhile.
+    let v1 = std::fs::read(guests::GUEST_COUNTER).unwrap();
+    let dir = std::env::temp_dir().join(format!("wasmon-variants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut options = HostOptions::new(BIN)
+        .config("[sampling]\nenabled = false\n[plugins]\ncache = false\n")
+        .plugin("a_counter", guests::GUEST_COUNTER)
+        .manifest("a_counter", "interval = \"100ms\"");
+    for n in 0..8u8 {
+        let path = dir.join(format!("b{n}.wasm"));
+        std::fs::write(&path, variant(&v1, n)).unwrap();
+        options = options.plugin(&format!("b{n}"), &path);
+    }
+    let host = Host::start(options);
+    let _ = std::fs::remove_dir_all(&dir);
+    host.wait_for_log("plugin=a_counter generation=1", WAIT);
+    host.plugins()
+        .install("a_counter", guests::GUEST_COUNTER_V2);
+    let loaded_all = host.wait_for_log("plugins loaded", Duration::from_secs(60));
+    assert!(loaded_all.contains("loaded=9"), "{loaded_all}");
+    let view = wait_plugin(&host, "a_counter", |p| p["generation"] == 2);
+    assert_eq!(view["sha256"], sha256(guests::GUEST_COUNTER_V2));
+}

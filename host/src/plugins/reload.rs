@@ -73,6 +73,13 @@ impl Plugins {
             })?;
             tracing::info!(dir = %dir.display(), "created the plugin directory");
         }
+        // Watch first: a file written during the startup load queues an
+        // event that is handled right after it.
+        let watch = if self.inner.config.watch {
+            Some(super::watcher::watch(dir)?)
+        } else {
+            None
+        };
         let outcomes = self.reload_all().await;
         let loaded = outcomes
             .iter()
@@ -80,8 +87,8 @@ impl Plugins {
             .count();
         tracing::info!(dir = %dir.display(), loaded, found = outcomes.len(), "plugins loaded");
         self.inner.ready.store(true, Ordering::Release);
-        if self.inner.config.watch {
-            super::watcher::spawn(self.clone())?;
+        if let Some(watch) = watch {
+            watch.run(self.clone());
         }
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! Watches the plugin directory and turns file events into reloads: a small
 //! actor fed by `notify`, debounced until the directory has been quiet for
-//! `plugins.debounce`, then one reload per plugin touched.
+//! `plugins.debounce`, then one reload per plugin touched. Watching starts
+//! before the startup scan, so nothing written while the plugins load is missed.
 
 use super::registry::Plugins;
 use super::reload::plugin_name;
 use anyhow::{Context, Result};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
+use std::path::Path;
 use tokio::sync::mpsc;
 
 /// What the `notify` callback sends the actor.
@@ -17,10 +19,17 @@ enum Message {
     Rescan,
 }
 
-/// Starts watching; the watcher lives until shutdown.
-pub(super) fn spawn(plugins: Plugins) -> Result<()> {
-    let dir = plugins.inner.config.dir.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+/// The directory watched, with the events seen so far queued: watching
+/// starts before the startup scan, so a file written while the plugins load
+/// is not missed; [`Watch::run`] handles what queued once they are loaded.
+pub(super) struct Watch {
+    watcher: notify::RecommendedWatcher,
+    rx: mpsc::UnboundedReceiver<Message>,
+}
+
+/// Starts watching `dir`; events queue until [`Watch::run`].
+pub(super) fn watch(dir: &Path) -> Result<Watch> {
+    let (tx, rx) = mpsc::unbounded_channel();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
@@ -42,43 +51,51 @@ pub(super) fn spawn(plugins: Plugins) -> Result<()> {
         })
         .context("failed to create the plugin directory watcher")?;
     watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
+        .watch(dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("failed to watch the plugin directory {}", dir.display()))?;
-    tracing::info!(dir = %dir.display(), "watching the plugin directory");
+    Ok(Watch { watcher, rx })
+}
 
-    let debounce = plugins.inner.config.debounce;
-    let shutdown = plugins.inner.shutdown.clone();
-    tokio::spawn(async move {
-        // Keep the watcher alive as long as this task.
-        let _watcher = watcher;
-        let mut pending = BTreeSet::new();
-        let mut rescan = false;
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.wait() => return,
-                message = rx.recv() => message,
-            };
-            let Some(first) = first else { return };
-            take(first, &mut pending, &mut rescan);
-            // Debounce: wait until nothing arrives for `debounce`.
+impl Watch {
+    /// Turns events into reloads until shutdown: debounced until the
+    /// directory has been quiet for `plugins.debounce`, then one reload per
+    /// plugin touched (a file that did not change is left alone).
+    pub(super) fn run(self, plugins: Plugins) {
+        let Watch { watcher, mut rx } = self;
+        tracing::info!(dir = %plugins.inner.config.dir.display(), "watching the plugin directory");
+        let debounce = plugins.inner.config.debounce;
+        let shutdown = plugins.inner.shutdown.clone();
+        tokio::spawn(async move {
+            // Keep the watcher alive as long as this task.
+            let _watcher = watcher;
+            let mut pending = BTreeSet::new();
+            let mut rescan = false;
             loop {
-                match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(message)) => take(message, &mut pending, &mut rescan),
-                    Ok(None) => return,
-                    Err(_) => break,
+                let first = tokio::select! {
+                    _ = shutdown.wait() => return,
+                    message = rx.recv() => message,
+                };
+                let Some(first) = first else { return };
+                take(first, &mut pending, &mut rescan);
+                // Debounce: wait until nothing arrives for `debounce`.
+                loop {
+                    match tokio::time::timeout(debounce, rx.recv()).await {
+                        Ok(Some(message)) => take(message, &mut pending, &mut rescan),
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                if std::mem::take(&mut rescan) {
+                    pending.clear();
+                    plugins.reload_all().await;
+                    continue;
+                }
+                for name in std::mem::take(&mut pending) {
+                    plugins.reload(&name, false).await;
                 }
             }
-            if std::mem::take(&mut rescan) {
-                pending.clear();
-                plugins.reload_all().await;
-                continue;
-            }
-            for name in std::mem::take(&mut pending) {
-                plugins.reload(&name, false).await;
-            }
-        }
-    });
-    Ok(())
+        });
+    }
 }
 
 fn take(message: Message, pending: &mut BTreeSet<String>, rescan: &mut bool) {
