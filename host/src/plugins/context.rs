@@ -157,11 +157,14 @@ pub struct PluginCtx {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) env: Arc<PluginEnv>,
     pub(crate) call: CallState,
+    /// Calls in flight in this engine: the epoch ticker runs while there are some.
+    pub(crate) activity: Arc<super::runtime::Activity>,
 }
 
 impl PluginCtx {
-    /// A fresh context for one instance of `env`'s plugin.
-    pub fn new(env: Arc<PluginEnv>) -> Self {
+    /// A fresh context for one instance of `env`'s plugin; its calls are
+    /// counted in `activity`.
+    pub fn new(env: Arc<PluginEnv>, activity: Arc<super::runtime::Activity>) -> Self {
         let mut wasi = WasiCtx::builder();
         // No files, no environment, no sockets: capabilities come from our own interfaces.
         wasi.stdout(env.output.clone())
@@ -174,6 +177,7 @@ impl PluginCtx {
             limiter: MemoryLimiter::new(env.manifest.memory_limit),
             env,
             call: CallState::idle(),
+            activity,
         }
     }
 }

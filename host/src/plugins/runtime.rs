@@ -3,8 +3,9 @@
 //!
 //! One `Store` per plugin instance; calls into one instance are serialised by
 //! its owner; every call runs under a time budget (epoch interruption, with a
-//! ticker on its own thread, yielding to tokio every tick so a busy guest never
-//! holds a worker) and a memory limit (`ResourceLimiter`). A trap, a timeout or
+//! ticker on its own thread that runs only while a call is in flight, yielding
+//! to tokio every tick so a busy guest never holds a worker) and a memory
+//! limit (`ResourceLimiter`). A trap, a timeout or
 //! a limit hit becomes a [`Fault`]: the instance is discarded, never reused.
 
 use super::bindings::{self, RuleAlert, types};
@@ -69,6 +70,7 @@ impl From<Fault> for CallError {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginCtx>,
+    activity: Arc<Activity>,
     _ticker: EpochTicker,
 }
 
@@ -127,10 +129,12 @@ impl Runtime {
         bindings::Plugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)
             .map_err(anyhow::Error::from)
             .context("failed to link the host capabilities")?;
-        let ticker = EpochTicker::start(engine.clone())?;
+        let activity = Arc::new(Activity::default());
+        let ticker = EpochTicker::start(engine.clone(), activity.clone())?;
         Ok(Runtime {
             engine,
             linker,
+            activity,
             _ticker: ticker,
         })
     }
@@ -201,7 +205,7 @@ impl Runtime {
         let budget = env.manifest.timeout;
         let fuel = hostcall_fuel(env.manifest.max_samples_per_call);
         env.output.clear();
-        let mut store = Store::new(&self.engine, PluginCtx::new(env));
+        let mut store = Store::new(&self.engine, PluginCtx::new(env, self.activity.clone()));
         store.limiter(|ctx| &mut ctx.limiter);
         // Bounds what the host allocates for one call's data (a huge answer is
         // refused while it is being copied, not after).
@@ -339,6 +343,8 @@ async fn run<R>(
     budget: Duration,
     call: impl AsyncFnOnce(&mut Store<PluginCtx>) -> wasmtime::Result<R>,
 ) -> Result<R, Fault> {
+    // The epoch advances only while some call is in flight.
+    let _active = store.data().activity.enter();
     store.data_mut().call.start(budget);
     store.set_epoch_deadline(1);
     let result = tokio::time::timeout(budget + HOST_GRACE, call(&mut *store)).await;
@@ -397,20 +403,61 @@ fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault 
     }
 }
 
-/// A thread that advances the engine's epoch every [`EPOCH_TICK`].
+/// How many calls into guests are in flight in one engine. The epoch ticker
+/// sleeps while there are none, so an idle host does not wake up every tick.
+#[derive(Debug, Default)]
+pub struct Activity {
+    calls: parking_lot::Mutex<usize>,
+    wake: parking_lot::Condvar,
+}
+
+impl Activity {
+    /// Counts a call in flight until the guard is dropped.
+    fn enter(self: &Arc<Self>) -> ActiveCall {
+        let mut calls = self.calls.lock();
+        *calls += 1;
+        if *calls == 1 {
+            self.wake.notify_all();
+        }
+        ActiveCall(self.clone())
+    }
+}
+
+/// A call in flight; see [`Activity`].
+struct ActiveCall(Arc<Activity>);
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        let mut calls = self.0.calls.lock();
+        *calls = calls.saturating_sub(1);
+    }
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`] while a
+/// call is in flight.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
+    activity: Arc<Activity>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Result<EpochTicker> {
+    fn start(engine: Engine, activity: Arc<Activity>) -> Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (flag, gate) = (stop.clone(), activity.clone());
         let thread = std::thread::Builder::new()
             .name("wasmon-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                loop {
+                    {
+                        let mut calls = gate.calls.lock();
+                        while *calls == 0 && !flag.load(Ordering::Relaxed) {
+                            gate.wake.wait(&mut calls);
+                        }
+                    }
+                    if flag.load(Ordering::Relaxed) {
+                        return;
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
@@ -419,6 +466,7 @@ impl EpochTicker {
             .context("failed to start the epoch ticker")?;
         Ok(EpochTicker {
             stop,
+            activity,
             thread: Some(thread),
         })
     }
@@ -427,6 +475,10 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Taking the lock orders this with the ticker's check-then-wait, so
+        // the wake-up cannot be lost.
+        drop(self.activity.calls.lock());
+        self.activity.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
