@@ -5,11 +5,16 @@
 //!   samples natively [≤ 20 µs];
 //! - hot-reload latency, file written → new version serving, p50/p99, against
 //!   compiling the same component alone, with `/metrics` under load meanwhile
-//!   [≤ 100 ms p99, zero failed requests];
+//!   [≤ 100 ms p99, zero failed requests], for a small fixture and for the
+//!   real `rule-threshold` plugin;
+//!
+//! the first two with each compiler (`plugins.compiler`: Winch, the default on
+//! x86_64, and Cranelift);
 //! - the host's idle RSS and CPU with the example plugins, against the same
 //!   host with no plugins [≤ 30 MiB; ≤ 1 % of a core with five plugins].
 //!
-//! `cargo bench -p wasmon --bench foundation` (or `scripts/bench.sh`).
+//! `cargo bench -p wasmon --bench foundation` (or `scripts/bench.sh`);
+//! `-- call`, `-- reload` or `-- idle` runs one part.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,15 +24,36 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+use wasmon::config::Compiler;
 use wasmon::model::Sample;
 use wasmon_test_support::guests;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 
+/// The compilers measured: the default (`auto`: Winch on x86_64), then
+/// Cranelift if that is another one.
+fn compilers() -> Vec<Compiler> {
+    let mut compilers = vec![Compiler::Auto.resolve(), Compiler::Cranelift];
+    compilers.dedup();
+    compilers
+}
+
 fn main() {
-    collector_call();
-    reload_latency();
-    idle_footprint();
+    // `cargo bench --bench foundation -- call reload idle` runs only those parts.
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    if wanted("call") {
+        collector_call();
+    }
+    if wanted("reload") {
+        reload_latency();
+    }
+    if wanted("idle") {
+        idle_footprint();
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -62,20 +88,25 @@ fn collector_call() {
         .enable_all()
         .build()
         .unwrap();
-    let mut plugin = runtime
-        .block_on(wasmon::plugins::Standalone::load(
-            "bench",
-            Path::new(guests::GUEST_BENCH),
-            None,
-        ))
-        .unwrap();
-    for _ in 0..2_000 {
-        assert_eq!(runtime.block_on(plugin.collect()).unwrap().len(), 100);
+    let mut calls = Vec::new();
+    for compiler in compilers() {
+        let mut plugin = runtime
+            .block_on(wasmon::plugins::Standalone::load(
+                "bench",
+                Path::new(guests::GUEST_BENCH),
+                None,
+                compiler,
+            ))
+            .unwrap();
+        for _ in 0..2_000 {
+            assert_eq!(runtime.block_on(plugin.collect()).unwrap().len(), 100);
+        }
+        let call = time_us(7, 5_000, || {
+            let samples = runtime.block_on(plugin.collect()).unwrap();
+            std::hint::black_box(samples);
+        });
+        calls.push((compiler, call));
     }
-    let call = time_us(7, 5_000, || {
-        let samples = runtime.block_on(plugin.collect()).unwrap();
-        std::hint::black_box(samples);
-    });
     let series: Vec<String> = (0..100).map(|i| i.to_string()).collect();
     let native = time_us(7, 20_000, || {
         let samples: Vec<Sample> = series
@@ -89,10 +120,13 @@ fn collector_call() {
             .collect();
         std::hint::black_box(samples);
     });
-    println!(
-        "collector call: 100 samples: {call:.1} us (target <= 20 us); native build of the same samples {native:.1} us; ratio {:.1}x",
-        call / native
-    );
+    for (compiler, call) in calls {
+        println!(
+            "collector call, {}: 100 samples: {call:.1} us (target <= 20 us); native build of the same samples {native:.1} us; ratio {:.1}x",
+            compiler.as_str(),
+            call / native
+        );
+    }
 }
 
 /// A running host whose log lines arrive, timestamped, on a channel.
@@ -218,6 +252,32 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn reload_latency() {
+    let counter = (
+        "counter",
+        std::fs::read(guests::GUEST_COUNTER).unwrap(),
+        std::fs::read(guests::GUEST_COUNTER_V2).unwrap(),
+        "interval = \"50ms\"\n".to_string(),
+    );
+    let rule = std::fs::read(guests::RULE_THRESHOLD).unwrap();
+    let threshold = (
+        "threshold",
+        rule.clone(),
+        rule,
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins.d/threshold.toml"),
+        )
+        .unwrap(),
+    );
+    for (name, v1, v2, manifest) in [counter, threshold] {
+        for compiler in compilers() {
+            reload_latency_of(name, &v1, &v2, &manifest, compiler);
+        }
+    }
+}
+
+/// Replaces plugin `name` 60 times, alternating new binaries made from `v1`
+/// and `v2`, while a client keeps scraping `/metrics`.
+fn reload_latency_of(name: &str, v1: &[u8], v2: &[u8], manifest: &str, compiler: Compiler) {
     const RELOADS: u64 = 60;
     let dir = temp_dir("reload");
     let plugins = dir.join("plugins.d");
@@ -225,16 +285,15 @@ fn reload_latency() {
     std::fs::write(
         &config,
         format!(
-            "[sampling]\ninterval = \"1s\"\n[plugins]\ndir = {:?}\ncache_dir = {:?}\n",
+            "[sampling]\ninterval = \"1s\"\n[plugins]\ndir = {:?}\ncache_dir = {:?}\ncompiler = \"{}\"\n",
             plugins,
-            dir.join("cache")
+            dir.join("cache"),
+            compiler.as_str()
         ),
     )
     .unwrap();
-    let v1 = std::fs::read(guests::GUEST_COUNTER).unwrap();
-    let v2 = std::fs::read(guests::GUEST_COUNTER_V2).unwrap();
-    install(&plugins, "counter", &v1);
-    std::fs::write(plugins.join("counter.toml"), "interval = \"50ms\"\n").unwrap();
+    install(&plugins, name, v1);
+    std::fs::write(plugins.join(format!("{name}.toml")), manifest).unwrap();
     let host = Running::start(&config);
     host.wait_for(&["plugin loaded", "generation=1"], Duration::from_secs(60));
 
@@ -260,11 +319,11 @@ fn reload_latency() {
 
     let mut latencies = Vec::new();
     for n in 0..RELOADS {
-        let base = if n % 2 == 0 { &v2 } else { &v1 };
+        let base = if n % 2 == 0 { v2 } else { v1 };
         let bytes = variant(base, n);
         let generation = format!("generation={}", n + 2);
         let written = Instant::now();
-        install(&plugins, "counter", &bytes);
+        install(&plugins, name, &bytes);
         let served = host.wait_for(&["plugin loaded", &generation], Duration::from_secs(30));
         latencies.push(served.duration_since(written).as_secs_f64() * 1e3);
         std::thread::sleep(Duration::from_millis(100));
@@ -277,11 +336,15 @@ fn reload_latency() {
     engine_config
         .epoch_interruption(true)
         .parallel_compilation(true)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .strategy(match compiler.resolve() {
+            Compiler::Winch => wasmtime::Strategy::Winch,
+            _ => wasmtime::Strategy::Cranelift,
+        });
     let engine = wasmtime::Engine::new(&engine_config).unwrap();
     let compile: Vec<f64> = (0..15)
         .map(|n| {
-            let bytes = variant(&v1, 1_000 + n);
+            let bytes = variant(v1, 1_000 + n);
             let started = Instant::now();
             wasmtime::component::Component::new(&engine, &bytes).unwrap();
             started.elapsed().as_secs_f64() * 1e3
@@ -290,12 +353,10 @@ fn reload_latency() {
     let compile = median(compile);
     let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
     println!(
-        "hot reload ({RELOADS} reloads of a {} KiB component, each a new binary): p50 {p50:.1} ms, p99 {p99:.1} ms (target p99 <= 100 ms); compile alone {compile:.1} ms; p50 ratio {:.2}x",
+        "hot reload, {}, {name} ({RELOADS} reloads of a {} KiB component, each a new binary): p50 {p50:.1} ms, p99 {p99:.1} ms (target p99 <= 100 ms); compile alone {compile:.1} ms; p50 ratio {:.2}x; /metrics requests meanwhile: {} ok, {} failed (target 0 failed)",
+        compiler.as_str(),
         v1.len() / 1024,
-        p50 / compile
-    );
-    println!(
-        "requests to /metrics during the reloads: {} ok, {} failed (target 0 failed)",
+        p50 / compile,
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );

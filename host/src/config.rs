@@ -272,6 +272,8 @@ pub struct PluginsConfig {
     pub cache: bool,
     /// Where the cache lives; `$XDG_CACHE_HOME/wasmon` (or `~/.cache/wasmon`) when absent.
     pub cache_dir: Option<PathBuf>,
+    /// Which wasmtime compiler turns plugins into machine code.
+    pub compiler: Compiler,
     /// Defaults for every plugin's manifest.
     pub defaults: PluginDefaults,
 }
@@ -300,7 +302,44 @@ impl Default for PluginsConfig {
             debounce: Duration::from_millis(20),
             cache: true,
             cache_dir: None,
+            compiler: Compiler::default(),
             defaults: PluginDefaults::default(),
+        }
+    }
+}
+
+/// Which of wasmtime's compilers turns plugins into machine code. Loading a
+/// plugin (startup and every hot reload) is mostly compilation; calls run the
+/// compiled code.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compiler {
+    /// Winch where wasmtime has it (x86_64), Cranelift elsewhere.
+    #[default]
+    Auto,
+    /// The optimising compiler: several times slower to compile, faster code.
+    Cranelift,
+    /// The baseline compiler: compiles several times faster, slower code
+    /// (x86_64 only).
+    Winch,
+}
+
+impl Compiler {
+    /// The compiler `Auto` stands for on this machine.
+    pub fn resolve(self) -> Compiler {
+        match self {
+            Compiler::Auto if cfg!(target_arch = "x86_64") => Compiler::Winch,
+            Compiler::Auto => Compiler::Cranelift,
+            chosen => chosen,
+        }
+    }
+
+    /// Its name in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compiler::Auto => "auto",
+            Compiler::Cranelift => "cranelift",
+            Compiler::Winch => "winch",
         }
     }
 }
@@ -710,7 +749,26 @@ mod tests {
             "`gpu.interval`: must be greater than zero",
         );
         check_err("[gpu]\ndevices = [\"0\", \" \"]\n", &[], "`gpu.devices`");
+        check_err(
+            "[plugins]\ncompiler = \"llvm\"\n",
+            &[],
+            "unknown variant `llvm`, expected one of `auto`, `cranelift`, `winch`\nin `plugins.compiler`",
+        );
         check_err("[server\n", &[], "failed to parse config file");
+    }
+
+    #[test]
+    fn the_compiler_is_chosen_by_file_or_environment() {
+        assert_eq!(load("", &[]).unwrap().plugins.compiler, Compiler::Auto);
+        let c = load(
+            "[plugins]\ncompiler = \"winch\"\n",
+            &[("WASMON_PLUGINS__COMPILER", "cranelift")],
+        )
+        .unwrap();
+        assert_eq!(c.plugins.compiler, Compiler::Cranelift);
+        assert_eq!(Compiler::Cranelift.resolve(), Compiler::Cranelift);
+        assert_eq!(Compiler::Winch.resolve(), Compiler::Winch);
+        assert_ne!(Compiler::Auto.resolve(), Compiler::Auto);
     }
 
     #[test]

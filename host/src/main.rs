@@ -108,7 +108,7 @@ fn plugin_check(wasm: &std::path::Path, manifest: Option<PathBuf>) -> Result<()>
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut plugin = Standalone::load(&name, wasm, text.as_deref()).await?;
+        let mut plugin = Standalone::load(&name, wasm, text.as_deref(), wasmon::config::Compiler::default()).await?;
         let kind = plugin.kind();
         let output = match kind {
             PluginKind::Collector => serde_json::to_value(plugin.collect().await.map_err(|e| anyhow::anyhow!("{e}"))?)?,

@@ -11,6 +11,7 @@
 use super::bindings::{self, RuleAlert, types};
 use super::context::{Fault, PluginCtx, PluginEnv};
 use super::manifest::PluginKind;
+use crate::config::Compiler;
 use crate::model;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
@@ -96,14 +97,18 @@ impl Prepared {
 }
 
 impl Runtime {
-    /// Builds the engine (Cranelift, epoch interruption, the compilation cache
-    /// when `cache_dir` is given) and links every capability.
-    pub fn new(cache_dir: Option<&std::path::Path>) -> Result<Runtime> {
+    /// Builds the engine (`compiler`, epoch interruption, the compilation
+    /// cache when `cache_dir` is given) and links every capability.
+    pub fn new(cache_dir: Option<&std::path::Path>, compiler: Compiler) -> Result<Runtime> {
         let mut config = wasmtime::Config::new();
         config
             .epoch_interruption(true)
             .parallel_compilation(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .strategy(match compiler.resolve() {
+                Compiler::Winch => wasmtime::Strategy::Winch,
+                _ => wasmtime::Strategy::Cranelift,
+            });
         if let Some(dir) = cache_dir {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(
@@ -121,7 +126,12 @@ impl Runtime {
         }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
-            .context("failed to create the wasmtime engine")?;
+            .with_context(|| {
+                format!(
+                    "failed to create the wasmtime engine with plugins.compiler = \"{}\"",
+                    compiler.as_str()
+                )
+            })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)

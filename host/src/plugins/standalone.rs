@@ -7,7 +7,7 @@ use super::context::{GuestOutput, PluginEnv, http_client};
 use super::manifest::{Manifest, PluginKind};
 use super::runtime::{CallError, Instance, Runtime};
 use super::state::KvState;
-use crate::config::PluginDefaults;
+use crate::config::{Compiler, PluginDefaults};
 use crate::model;
 use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
@@ -23,9 +23,14 @@ pub struct Standalone {
 
 impl Standalone {
     /// Compiles `wasm`, checks its world, applies `manifest` (TOML text, or the
-    /// defaults) and runs `init`.
-    pub async fn load(name: &str, wasm: &Path, manifest: Option<&str>) -> Result<Standalone> {
-        let runtime = Runtime::new(None)?;
+    /// defaults) and runs `init`, compiling with `compiler`.
+    pub async fn load(
+        name: &str,
+        wasm: &Path,
+        manifest: Option<&str>,
+        compiler: Compiler,
+    ) -> Result<Standalone> {
+        let runtime = Runtime::new(None, compiler)?;
         let bytes =
             std::fs::read(wasm).with_context(|| format!("failed to read {}", wasm.display()))?;
         let component = runtime.compile(&bytes)?;

@@ -1,22 +1,51 @@
 //! Watches the plugin directory and turns file events into reloads: a small
-//! actor fed by `notify`, debounced until the directory has been quiet for
-//! `plugins.debounce`, then one reload per plugin touched. Watching starts
-//! before the startup scan, so nothing written while the plugins load is missed.
+//! actor fed by `notify`, debounced, then one reload per plugin touched.
+//! Watching starts before the startup scan, so nothing written while the
+//! plugins load is missed.
+//!
+//! The debounce ends when the directory has been quiet for `plugins.debounce`
+//! or, sooner, when every file touched is complete: closed by its writer, or
+//! renamed into place (the atomic install `mv` does), and nothing else
+//! arrived for [`SETTLE`]. A file still open for writing is never read early
+//! on that account, and where the platform reports no closes (not Linux) the
+//! quiet period is all there is.
 
 use super::registry::Plugins;
 use super::reload::plugin_name;
 use anyhow::{Context, Result};
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How long the directory must stay quiet after the last file touched is
+/// complete: long enough to catch a manifest copied right after its `.wasm`
+/// (`cp x.wasm x.toml plugins.d/`) in the same reload.
+const SETTLE: Duration = Duration::from_millis(3);
+
 /// What the `notify` callback sends the actor.
+#[derive(Debug)]
 enum Message {
     /// A file of this plugin changed.
-    Changed(String),
+    Changed {
+        name: String,
+        path: PathBuf,
+        writing: Writing,
+    },
     /// Events were lost: look at everything.
     Rescan,
+}
+
+/// What an event says about the file's writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writing {
+    /// Created or written to: more may follow until it is closed.
+    Open,
+    /// Closed after writing, renamed into place, or removed.
+    Done,
+    /// Neither (metadata, unknown kinds).
+    Unknown,
 }
 
 /// The directory watched, with the events seen so far queued: watching
@@ -40,8 +69,15 @@ pub(super) fn watch(dir: &Path) -> Result<Watch> {
                 if !relevant(&event.kind) {
                     return;
                 }
-                for name in event.paths.iter().filter_map(|p| plugin_name(p)) {
-                    let _ = tx.send(Message::Changed(name));
+                let writing = writing(&event.kind);
+                for path in &event.paths {
+                    if let Some(name) = plugin_name(path) {
+                        let _ = tx.send(Message::Changed {
+                            name,
+                            path: path.clone(),
+                            writing,
+                        });
+                    }
                 }
             }
             Err(error) => {
@@ -57,9 +93,9 @@ pub(super) fn watch(dir: &Path) -> Result<Watch> {
 }
 
 impl Watch {
-    /// Turns events into reloads until shutdown: debounced until the
-    /// directory has been quiet for `plugins.debounce`, then one reload per
-    /// plugin touched (a file that did not change is left alone).
+    /// Turns events into reloads until shutdown: debounced (see the module
+    /// docs), then one reload per plugin touched (a file that did not change
+    /// is left alone).
     pub(super) fn run(self, plugins: Plugins) {
         let Watch { watcher, mut rx } = self;
         tracing::info!(dir = %plugins.inner.config.dir.display(), "watching the plugin directory");
@@ -68,29 +104,31 @@ impl Watch {
         tokio::spawn(async move {
             // Keep the watcher alive as long as this task.
             let _watcher = watcher;
-            let mut pending = BTreeSet::new();
-            let mut rescan = false;
+            let mut batch = Batch::default();
             loop {
                 let first = tokio::select! {
                     _ = shutdown.wait() => return,
                     message = rx.recv() => message,
                 };
                 let Some(first) = first else { return };
-                take(first, &mut pending, &mut rescan);
-                // Debounce: wait until nothing arrives for `debounce`.
+                batch.take(first);
                 loop {
-                    match tokio::time::timeout(debounce, rx.recv()).await {
-                        Ok(Some(message)) => take(message, &mut pending, &mut rescan),
+                    match tokio::time::timeout(batch.quiet(debounce), rx.recv()).await {
+                        Ok(Some(message)) => batch.take(message),
                         Ok(None) => return,
                         Err(_) => break,
                     }
                 }
-                if std::mem::take(&mut rescan) {
-                    pending.clear();
+                let Batch {
+                    plugins: pending,
+                    rescan,
+                    ..
+                } = std::mem::take(&mut batch);
+                if rescan {
                     plugins.reload_all().await;
                     continue;
                 }
-                for name in std::mem::take(&mut pending) {
+                for name in pending {
                     plugins.reload(&name, false).await;
                 }
             }
@@ -98,12 +136,73 @@ impl Watch {
     }
 }
 
-fn take(message: Message, pending: &mut BTreeSet<String>, rescan: &mut bool) {
-    match message {
-        Message::Changed(name) => {
-            pending.insert(name);
+/// The events of one debounce.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Plugins touched.
+    plugins: BTreeSet<String>,
+    /// Files written to and not closed yet.
+    open: HashSet<PathBuf>,
+    /// Whether every event so far said whether its writer was done; a
+    /// platform without close events makes this false.
+    known: bool,
+    /// Events were lost.
+    rescan: bool,
+    /// Whether a message arrived yet.
+    started: bool,
+}
+
+impl Batch {
+    fn take(&mut self, message: Message) {
+        if !self.started {
+            self.started = true;
+            self.known = true;
         }
-        Message::Rescan => *rescan = true,
+        match message {
+            Message::Changed {
+                name,
+                path,
+                writing,
+            } => {
+                self.plugins.insert(name);
+                match writing {
+                    Writing::Open => {
+                        self.open.insert(path);
+                    }
+                    Writing::Done => {
+                        self.open.remove(&path);
+                    }
+                    Writing::Unknown => self.known = false,
+                }
+            }
+            Message::Rescan => {
+                self.rescan = true;
+                self.known = false;
+            }
+        }
+    }
+
+    /// How long to wait for the next event before reloading.
+    fn quiet(&self, debounce: Duration) -> Duration {
+        if self.known && self.open.is_empty() {
+            SETTLE.min(debounce)
+        } else {
+            debounce
+        }
+    }
+}
+
+/// What `kind` says about the writer of the file (see [`Writing`]).
+fn writing(kind: &EventKind) -> Writing {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+    match kind {
+        EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
+            Writing::Open
+        }
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        | EventKind::Remove(_) => Writing::Done,
+        _ => Writing::Unknown,
     }
 }
 
@@ -120,5 +219,71 @@ fn relevant(kind: &EventKind) -> bool {
         | EventKind::Remove(_)
         | EventKind::Any
         | EventKind::Other => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind};
+    use notify::event::{RemoveKind, RenameMode};
+
+    const DEBOUNCE: Duration = Duration::from_millis(20);
+
+    fn batch(events: &[(&str, EventKind)]) -> Batch {
+        let mut batch = Batch::default();
+        for (file, kind) in events {
+            let path = PathBuf::from("/plugins.d").join(file);
+            batch.take(Message::Changed {
+                name: plugin_name(&path).unwrap_or_default(),
+                path,
+                writing: writing(kind),
+            });
+        }
+        batch
+    }
+
+    const CREATE: EventKind = EventKind::Create(CreateKind::File);
+    const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+    const CLOSE: EventKind = EventKind::Access(AccessKind::Close(AccessMode::Write));
+    const MOVED_IN: EventKind = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+
+    #[test]
+    fn a_file_closed_after_writing_settles_at_once() {
+        let b = batch(&[("a.wasm", CREATE), ("a.wasm", WRITE), ("a.wasm", CLOSE)]);
+        assert_eq!(b.quiet(DEBOUNCE), SETTLE);
+        assert_eq!(b.plugins.iter().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn a_file_renamed_into_place_settles_at_once() {
+        assert_eq!(batch(&[("a.wasm", MOVED_IN)]).quiet(DEBOUNCE), SETTLE);
+    }
+
+    #[test]
+    fn a_file_still_open_for_writing_waits_for_the_whole_debounce() {
+        let b = batch(&[("a.wasm", CREATE), ("a.wasm", WRITE)]);
+        assert_eq!(b.quiet(DEBOUNCE), DEBOUNCE);
+        // Another file being complete does not make this one complete.
+        let b = batch(&[("a.wasm", WRITE), ("a.toml", WRITE), ("a.toml", CLOSE)]);
+        assert_eq!(b.quiet(DEBOUNCE), DEBOUNCE);
+    }
+
+    #[test]
+    fn an_event_that_says_nothing_of_the_writer_waits_for_the_whole_debounce() {
+        let touched = EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any));
+        let b = batch(&[("a.wasm", MOVED_IN), ("a.wasm", touched)]);
+        assert_eq!(b.quiet(DEBOUNCE), DEBOUNCE);
+        let mut b = batch(&[("a.wasm", MOVED_IN)]);
+        b.take(Message::Rescan);
+        assert_eq!(b.quiet(DEBOUNCE), DEBOUNCE);
+    }
+
+    #[test]
+    fn a_removed_file_is_complete_and_a_short_debounce_is_kept() {
+        let removed = EventKind::Remove(RemoveKind::File);
+        assert_eq!(batch(&[("a.wasm", removed)]).quiet(DEBOUNCE), SETTLE);
+        let b = batch(&[("a.wasm", CLOSE)]);
+        assert_eq!(b.quiet(Duration::from_millis(1)), Duration::from_millis(1));
     }
 }
