@@ -389,7 +389,10 @@ impl Plugins {
         shutdown: Shutdown,
     ) -> anyhow::Result<Plugins> {
         let runtime = Runtime::new(config.cache_dir().as_deref(), config.compiler)?;
-        tracing::debug!(compiler = config.compiler.resolve().as_str(), "plugin runtime ready");
+        tracing::debug!(
+            compiler = config.compiler.resolve().as_str(),
+            "plugin runtime ready"
+        );
         let http_client = super::context::http_client()?;
         Ok(Plugins {
             inner: Arc::new(Inner {
