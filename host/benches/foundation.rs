@@ -332,16 +332,7 @@ fn reload_latency_of(name: &str, v1: &[u8], v2: &[u8], manifest: &str, compiler:
     load.join().unwrap();
 
     // Baseline: compiling the same component alone, same engine settings.
-    let mut engine_config = wasmtime::Config::new();
-    engine_config
-        .epoch_interruption(true)
-        .parallel_compilation(true)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed)
-        .strategy(match compiler.resolve() {
-            Compiler::Winch => wasmtime::Strategy::Winch,
-            _ => wasmtime::Strategy::Cranelift,
-        });
-    let engine = wasmtime::Engine::new(&engine_config).unwrap();
+    let engine = wasmtime::Engine::new(&wasmon::plugins::engine_config(compiler)).unwrap();
     let compile: Vec<f64> = (0..15)
         .map(|n| {
             let bytes = variant(v1, 1_000 + n);

@@ -111,14 +111,7 @@ async fn ingest(
     handle: impl FnOnce(&AppState, Bytes) -> Result<Response, IngestError>,
 ) -> Response {
     // `ingest.token`, when set, guards every ingestion `POST`; checked before the body is read.
-    if let Some(token) = state
-        .config
-        .ingest
-        .token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        && let Err(error) = check_bearer(&request, token)
-    {
+    if let Err(error) = check_bearer(&request, state.config.ingest.token.as_deref()) {
         count_rejection(&state, route, "unauthorized");
         return error.into_response();
     }

@@ -36,5 +36,5 @@ pub use registry::{
     Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,
 };
 pub use reload::LoadOutcome;
-pub use runtime::CallError;
+pub use runtime::{CallError, engine_config};
 pub use standalone::Standalone;

@@ -15,7 +15,6 @@ use crate::config::Compiler;
 use crate::model;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -96,19 +95,26 @@ impl Prepared {
     }
 }
 
+/// The engine settings every plugin is compiled and run under, before the
+/// compilation cache: `compiler`, epoch interruption, parallel compilation.
+pub fn engine_config(compiler: Compiler) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .epoch_interruption(true)
+        .parallel_compilation(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .strategy(match compiler.resolve() {
+            Compiler::Winch => wasmtime::Strategy::Winch,
+            _ => wasmtime::Strategy::Cranelift,
+        });
+    config
+}
+
 impl Runtime {
     /// Builds the engine (`compiler`, epoch interruption, the compilation
     /// cache when `cache_dir` is given) and links every capability.
     pub fn new(cache_dir: Option<&std::path::Path>, compiler: Compiler) -> Result<Runtime> {
-        let mut config = wasmtime::Config::new();
-        config
-            .epoch_interruption(true)
-            .parallel_compilation(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed)
-            .strategy(match compiler.resolve() {
-                Compiler::Winch => wasmtime::Strategy::Winch,
-                _ => wasmtime::Strategy::Cranelift,
-            });
+        let mut config = engine_config(compiler);
         if let Some(dir) = cache_dir {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(
@@ -417,19 +423,40 @@ fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault 
 /// sleeps while there are none, so an idle host does not wake up every tick.
 #[derive(Debug, Default)]
 pub struct Activity {
-    calls: parking_lot::Mutex<usize>,
+    state: parking_lot::Mutex<ActivityState>,
     wake: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ActivityState {
+    calls: usize,
+    /// The ticker is to exit.
+    stopped: bool,
 }
 
 impl Activity {
     /// Counts a call in flight until the guard is dropped.
     fn enter(self: &Arc<Self>) -> ActiveCall {
-        let mut calls = self.calls.lock();
-        *calls += 1;
-        if *calls == 1 {
+        let mut state = self.state.lock();
+        state.calls += 1;
+        if state.calls == 1 {
             self.wake.notify_all();
         }
         ActiveCall(self.clone())
+    }
+
+    /// Blocks while no call is in flight; false once stopped.
+    fn wait_for_calls(&self) -> bool {
+        let mut state = self.state.lock();
+        while state.calls == 0 && !state.stopped {
+            self.wake.wait(&mut state);
+        }
+        !state.stopped
+    }
+
+    fn stop(&self) {
+        self.state.lock().stopped = true;
+        self.wake.notify_all();
     }
 }
 
@@ -438,36 +465,25 @@ struct ActiveCall(Arc<Activity>);
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        let mut calls = self.0.calls.lock();
-        *calls = calls.saturating_sub(1);
+        let mut state = self.0.state.lock();
+        state.calls = state.calls.saturating_sub(1);
     }
 }
 
 /// A thread that advances the engine's epoch every [`EPOCH_TICK`] while a
 /// call is in flight.
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
     activity: Arc<Activity>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     fn start(engine: Engine, activity: Arc<Activity>) -> Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, gate) = (stop.clone(), activity.clone());
+        let gate = activity.clone();
         let thread = std::thread::Builder::new()
             .name("wasmon-epoch".into())
             .spawn(move || {
-                loop {
-                    {
-                        let mut calls = gate.calls.lock();
-                        while *calls == 0 && !flag.load(Ordering::Relaxed) {
-                            gate.wake.wait(&mut calls);
-                        }
-                    }
-                    if flag.load(Ordering::Relaxed) {
-                        return;
-                    }
+                while gate.wait_for_calls() {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
@@ -475,7 +491,6 @@ impl EpochTicker {
             .map_err(anyhow::Error::from)
             .context("failed to start the epoch ticker")?;
         Ok(EpochTicker {
-            stop,
             activity,
             thread: Some(thread),
         })
@@ -484,11 +499,7 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Taking the lock orders this with the ticker's check-then-wait, so
-        // the wake-up cannot be lost.
-        drop(self.activity.calls.lock());
-        self.activity.wake.notify_all();
+        self.activity.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -66,10 +66,9 @@ pub(super) fn watch(dir: &Path) -> Result<Watch> {
                     let _ = tx.send(Message::Rescan);
                     return;
                 }
-                if !relevant(&event.kind) {
+                let Some(writing) = writing(&event.kind) else {
                     return;
-                }
-                let writing = writing(&event.kind);
+                };
                 for path in &event.paths {
                     if let Some(name) = plugin_name(path) {
                         let _ = tx.send(Message::Changed {
@@ -143,21 +142,15 @@ struct Batch {
     plugins: BTreeSet<String>,
     /// Files written to and not closed yet.
     open: HashSet<PathBuf>,
-    /// Whether every event so far said whether its writer was done; a
-    /// platform without close events makes this false.
-    known: bool,
+    /// Some event did not say whether its writer was done (on a platform
+    /// without close events, most do not).
+    unknown: bool,
     /// Events were lost.
     rescan: bool,
-    /// Whether a message arrived yet.
-    started: bool,
 }
 
 impl Batch {
     fn take(&mut self, message: Message) {
-        if !self.started {
-            self.started = true;
-            self.known = true;
-        }
         match message {
             Message::Changed {
                 name,
@@ -172,19 +165,19 @@ impl Batch {
                     Writing::Done => {
                         self.open.remove(&path);
                     }
-                    Writing::Unknown => self.known = false,
+                    Writing::Unknown => self.unknown = true,
                 }
             }
             Message::Rescan => {
                 self.rescan = true;
-                self.known = false;
+                self.unknown = true;
             }
         }
     }
 
     /// How long to wait for the next event before reloading.
     fn quiet(&self, debounce: Duration) -> Duration {
-        if self.known && self.open.is_empty() {
+        if !self.unknown && self.open.is_empty() {
             SETTLE.min(debounce)
         } else {
             debounce
@@ -192,33 +185,22 @@ impl Batch {
     }
 }
 
-/// What `kind` says about the writer of the file (see [`Writing`]).
-fn writing(kind: &EventKind) -> Writing {
+/// What an event of `kind` says about the file's writer (see [`Writing`]);
+/// `None` for events that cannot change a plugin: reads (our own reads of the
+/// files would otherwise trigger reloads forever).
+fn writing(kind: &EventKind) -> Option<Writing> {
     use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
     match kind {
         EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
-            Writing::Open
+            Some(Writing::Open)
         }
         EventKind::Access(AccessKind::Close(AccessMode::Write))
         | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
-        | EventKind::Remove(_) => Writing::Done,
-        _ => Writing::Unknown,
-    }
-}
-
-/// Events that can change a plugin: not reads (our own reads of the files
-/// would otherwise trigger reloads forever).
-fn relevant(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
-            true
+        | EventKind::Remove(_) => Some(Writing::Done),
+        EventKind::Access(_) => None,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+            Some(Writing::Unknown)
         }
-        EventKind::Access(_) => false,
-        EventKind::Create(_)
-        | EventKind::Modify(_)
-        | EventKind::Remove(_)
-        | EventKind::Any
-        | EventKind::Other => true,
     }
 }
 
@@ -237,7 +219,7 @@ mod tests {
             batch.take(Message::Changed {
                 name: plugin_name(&path).unwrap_or_default(),
                 path,
-                writing: writing(kind),
+                writing: writing(kind).unwrap(),
             });
         }
         batch
@@ -277,6 +259,18 @@ mod tests {
         let mut b = batch(&[("a.wasm", MOVED_IN)]);
         b.take(Message::Rescan);
         assert_eq!(b.quiet(DEBOUNCE), DEBOUNCE);
+    }
+
+    #[test]
+    fn reads_are_not_changes() {
+        assert_eq!(
+            writing(&EventKind::Access(AccessKind::Open(AccessMode::Any))),
+            None
+        );
+        assert_eq!(
+            writing(&EventKind::Access(AccessKind::Close(AccessMode::Read))),
+            None
+        );
     }
 
     #[test]
