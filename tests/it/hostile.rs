@@ -4,7 +4,6 @@
 //! restarted with backoff and `failed` after `max_restarts`, while `/metrics`
 //! keeps answering and a well-behaved plugin beside them keeps collecting.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime};

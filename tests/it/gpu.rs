@@ -6,7 +6,6 @@
 //! started, device selection, XID and ECC counts, and a threshold rule firing
 //! and resolving on GPU utilisation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::Value;
 use std::time::Duration;

@@ -4,7 +4,6 @@
 //! accepts, dead-lettering of permanent failures, and a sink's cursor and state
 //! surviving its reload.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

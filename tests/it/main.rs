@@ -1,0 +1,15 @@
+//! The black-box tests of wasmon: each module starts the real binary
+//! (`CARGO_BIN_EXE_wasmon`) against real plugins and servers. They are one
+//! test binary, so wasmtime and the harness are linked once and a slow server
+//! (RabbitMQ, Prometheus) can be shared by every module that needs one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod client_sdk;
+mod delivery;
+mod gpu;
+mod hostile;
+mod hot_reload;
+mod ingest;
+mod ingest_errors;
+mod pipeline;
