@@ -4,7 +4,6 @@
 //! restarted with backoff and `failed` after `max_restarts`, while `/metrics`
 //! keeps answering and a well-behaved plugin beside them keeps collecting.
 
-
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime};
 use wasmon_test_support::{Host, HostOptions, StatusCode, guests, metric_value, promtool_check};
@@ -18,7 +17,7 @@ const HOSTILE: &[(&str, &str, &str, &str, &str)] = &[
         guests::GUEST_INFINITE_LOOP,
         "timeout = \"200ms\"\n",
         "timeout",
-        "timed out after 200ms",
+        "(budget 200ms, the manifest's `timeout`)",
     ),
     (
         "memory_bomb",

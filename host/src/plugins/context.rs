@@ -1,6 +1,7 @@
 //! What a plugin's `Store` holds: its WASI context, its limits, the per-call
 //! budget, and the environment its capabilities consult (`PluginEnv`).
 
+use super::egress::Egress;
 use super::manifest::Manifest;
 use super::state::KvState;
 use crate::telemetry::Telemetry;
@@ -20,9 +21,21 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// plugin is restarted with backoff, and `failed` after `max_restarts` in a row.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum Fault {
-    /// The call ran past its time budget.
-    #[error("timed out after {0:?} (the manifest's `timeout`)")]
-    Timeout(Duration),
+    /// The call ran past its time budget, in guest code or waiting in a host
+    /// call (a WASI sleep, say): it is cut short either way.
+    #[error(
+        "timed out after {:.3}s (budget {}, the manifest's `{key}`)",
+        elapsed.as_secs_f64(),
+        humantime::format_duration(*budget)
+    )]
+    Timeout {
+        /// How long the call actually ran.
+        elapsed: Duration,
+        /// Its budget.
+        budget: Duration,
+        /// The manifest key the budget comes from: `timeout` or `init_timeout`.
+        key: &'static str,
+    },
     /// A linear memory tried to grow past the plugin's limit.
     #[error("memory limit of {limit} exceeded (a memory asked for {desired} bytes)")]
     Memory {
@@ -49,7 +62,7 @@ impl Fault {
     /// The reason as a metric label: `timeout`, `memory`, `trap`, `output`, `capability`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Fault::Timeout(_) => "timeout",
+            Fault::Timeout { .. } => "timeout",
             Fault::Memory { .. } => "memory",
             Fault::Trap(_) => "trap",
             Fault::Output(_) => "output",
@@ -70,8 +83,8 @@ pub struct PluginEnv {
     pub config_json: String,
     /// The key-value state; owned by the plugin's slot, so it survives reloads.
     pub state: Arc<KvState>,
-    /// The shared HTTP client for the `http` capability.
-    pub http_client: reqwest::Client,
+    /// The HTTP clients of the `http` capability, and the host's own addresses.
+    pub egress: Egress,
     /// Self-metrics.
     pub telemetry: Arc<Telemetry>,
     /// Rate limit of the `log` capability.
@@ -119,7 +132,7 @@ impl PluginEnv {
         export: &str,
         manifest: Manifest,
         state: Arc<KvState>,
-        http_client: reqwest::Client,
+        egress: Egress,
         telemetry: Arc<Telemetry>,
         output: GuestOutput,
     ) -> Self {
@@ -130,24 +143,11 @@ impl PluginEnv {
             config_json: manifest.config.to_string(),
             manifest,
             state,
-            http_client,
+            egress,
             telemetry,
             output,
         }
     }
-}
-
-/// The client behind every plugin's `http` capability: no redirects (the
-/// plugin sees the 3xx), rustls with ring.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    // reqwest is built without a default TLS provider; an error here only means
-    // another part of the process installed one first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("wasmon/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| anyhow::anyhow!("failed to build the HTTP client: {e}"))
 }
 
 /// The data of a plugin's `Store`.
@@ -208,9 +208,9 @@ impl CallState {
         }
     }
 
-    /// Starts a call with `budget`.
-    pub fn start(&mut self, budget: Duration) {
-        self.deadline = Instant::now() + budget;
+    /// Starts a call that must be finished by `deadline`.
+    pub fn start(&mut self, deadline: Instant) {
+        self.deadline = deadline;
         self.violation = None;
     }
 

@@ -163,6 +163,7 @@ async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
                     &slot.name,
                     alerts,
                     generation.manifest.for_duration,
+                    generation.manifest.max_alerts,
                     now_ms,
                 );
             }
@@ -197,7 +198,7 @@ async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
             return;
         };
         let cursor = events.cursor(&slot.name);
-        let backlog = events.end().saturating_sub(cursor);
+        let backlog = events.backlog(&slot.name);
         inner
             .deps
             .telemetry
@@ -419,5 +420,22 @@ impl Inner {
         info.healthy_since = Some(Instant::now());
         info.record_restart("success", None);
         tracing::info!(plugin = %slot.name, restarts = info.restarts, "plugin restarted");
+    }
+}
+
+impl super::registry::Plugins {
+    /// Waits until every plugin loop has returned after shutdown: each
+    /// finishes the call it has in flight (a sink keeps delivering while the
+    /// event log holds events for it) instead of being cut mid-call. The
+    /// caller bounds the wait.
+    pub async fn stopped(&self) {
+        let slots: Vec<_> = self.inner.slots.read().values().cloned().collect();
+        let drivers: Vec<_> = slots
+            .iter()
+            .filter_map(|slot| slot.driver.lock().take())
+            .collect();
+        for (_, driver) in drivers {
+            let _ = driver.await;
+        }
     }
 }

@@ -1,28 +1,37 @@
 //! A plugin's manifest, `NAME.toml` beside `NAME.wasm`: its limits, schedule,
 //! capabilities and `[config]`. Every key is optional; the config file's
-//! `[plugins.defaults]` fills the gaps.
+//! `[plugins.defaults]` fills the gaps, and no value may exceed its ceiling in
+//! `[plugins.limits]` (the manifest is then invalid, with a message naming
+//! the key, its value and the ceiling).
 //!
 //! ```toml
 //! kind = "collector"            # checked against the component's exports
 //! interval = "10s"              # collectors and rules
 //! timeout = "2s"                # time budget of one call
+//! init_timeout = "10s"          # time budget of instantiation and init()
 //! memory_limit = "32MiB"
 //! max_restarts = 5
 //! critical = true               # its failure makes /api/health unhealthy
 //! max_series = 1000             # collectors
 //! select = ["probe_*"]          # rules: which series evaluate() receives
 //! for = "30s"                   # rules: how long a condition holds before firing
+//! max_alerts = 100              # rules: most active alerts (at most [alerts] max_alerts_per_rule)
 //! events = ["alert.*"]          # sinks: which event types it receives
 //! batch_size = 100              # sinks
 //! [capabilities.http]
 //! allow = ["127.0.0.1:8080", "*.example.org"]
 //! timeout = "5s"
 //! max_response_bytes = "1MiB"
+//! self = "read"                 # GET/HEAD of the host's /healthz, /readyz, /metrics
 //! [config]
 //! targets = ["http://127.0.0.1:8080/health"]
 //! ```
 
-use crate::config::PluginDefaults;
+mod http;
+
+pub use http::{HostPattern, HttpGrant, SELF_READ_PATHS, SelfAccess};
+
+use crate::config::{PluginDefaults, PluginLimits};
 use crate::units::{self, ByteSize};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -80,6 +89,9 @@ pub struct Manifest {
     /// Time budget of one call.
     #[serde(with = "units::duration")]
     pub timeout: Duration,
+    /// Time budget of instantiation and `init`.
+    #[serde(with = "units::duration")]
+    pub init_timeout: Duration,
     /// Linear memory limit.
     #[serde(serialize_with = "display")]
     pub memory_limit: ByteSize,
@@ -87,13 +99,16 @@ pub struct Manifest {
     pub max_restarts: u32,
     /// Whether the plugin's failure makes the host unhealthy.
     pub critical: bool,
-    /// Most series a collector may hold.
+    /// Most series a collector may hold (at most `plugins.limits.max_series_per_plugin`).
     pub max_series: usize,
     /// Rules: the series `evaluate` receives.
     pub select: Vec<String>,
     /// Rules: how long a condition must hold before firing.
     #[serde(rename = "for", with = "units::duration")]
     pub for_duration: Duration,
+    /// Rules: most active alerts; `[alerts] max_alerts_per_rule` when unset,
+    /// and never above it (the alert manager caps it).
+    pub max_alerts: Option<usize>,
     /// Sinks: event-type globs to deliver; all when empty.
     pub events: Vec<String>,
     /// Sinks: most events per `deliver` call.
@@ -112,114 +127,6 @@ pub struct Manifest {
     pub config: serde_json::Value,
 }
 
-/// What the `http` capability may reach.
-#[derive(Debug, Clone, Serialize)]
-pub struct HttpGrant {
-    /// Allowed `host[:port]` patterns.
-    pub allow: Vec<HostPattern>,
-    /// Longest request.
-    #[serde(with = "units::duration")]
-    pub timeout: Duration,
-    /// Largest response body.
-    #[serde(serialize_with = "display")]
-    pub max_response_bytes: ByteSize,
-}
-
-/// `host`, `host:port`, `*.domain`, `[::1]:port` or `*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
-    /// Lower-case host; a leading `*.` matches any subdomain; `*` matches any host.
-    pub host: String,
-    /// The port, when given; otherwise any port.
-    pub port: Option<u16>,
-}
-
-impl Serialize for HostPattern {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match self.port {
-            Some(port) => write!(f, "{host}:{port}"),
-            None => f.write_str(&host),
-        }
-    }
-}
-
-impl HostPattern {
-    /// Parses one `allow` entry.
-    pub fn parse(text: &str) -> Result<HostPattern, String> {
-        let text = text.trim().to_ascii_lowercase();
-        if text.is_empty() {
-            return Err("empty host".into());
-        }
-        if text.contains("://") || text.contains('/') {
-            return Err(format!("{text:?}: give a host or host:port, not a URL"));
-        }
-        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (host, after) = rest
-                .split_once(']')
-                .ok_or_else(|| format!("{text:?}: unclosed '['"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if after.is_empty() => None,
-                None => return Err(format!("{text:?}: unexpected {after:?} after ']'")),
-            };
-            (host.to_string(), port)
-        } else {
-            match text.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
-                _ => (text.clone(), None),
-            }
-        };
-        let port = match port {
-            Some(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("{text:?}: invalid port {p:?}"))?,
-            ),
-            None => None,
-        };
-        let name = host.strip_prefix("*.").unwrap_or(&host);
-        let valid = host == "*"
-            || (!name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_')));
-        if !valid {
-            return Err(format!("{text:?}: invalid host"));
-        }
-        Ok(HostPattern { host, port })
-    }
-
-    /// Whether a request to `host:port` is allowed by this pattern.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
-        if self.port.is_some_and(|p| p != port) {
-            return false;
-        }
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        match self.host.strip_prefix("*.") {
-            _ if self.host == "*" => true,
-            Some(domain) => {
-                host.len() > domain.len()
-                    && host.ends_with(domain)
-                    && host[..host.len() - domain.len()].ends_with('.')
-            }
-            None => host == self.host,
-        }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -228,6 +135,8 @@ struct RawManifest {
     interval: Option<Duration>,
     #[serde(default, with = "units::duration_opt")]
     timeout: Option<Duration>,
+    #[serde(default, with = "units::duration_opt")]
+    init_timeout: Option<Duration>,
     memory_limit: Option<ByteSize>,
     max_restarts: Option<u32>,
     #[serde(default, deserialize_with = "units::flag")]
@@ -237,6 +146,7 @@ struct RawManifest {
     select: Vec<String>,
     #[serde(default, rename = "for", with = "units::duration_opt")]
     for_duration: Option<Duration>,
+    max_alerts: Option<usize>,
     #[serde(default)]
     events: Vec<String>,
     batch_size: Option<usize>,
@@ -262,6 +172,8 @@ struct RawHttp {
     #[serde(default, with = "units::duration_opt")]
     timeout: Option<Duration>,
     max_response_bytes: Option<ByteSize>,
+    #[serde(default, rename = "self")]
+    self_access: SelfAccess,
 }
 
 /// Default timeout of one HTTP request.
@@ -273,18 +185,20 @@ const MIN_MEMORY: ByteSize = ByteSize(1024 * 1024);
 
 impl Manifest {
     /// The manifest of a plugin without a `NAME.toml`.
-    pub fn defaults(defaults: &PluginDefaults, max_series: usize) -> Manifest {
+    pub fn defaults(defaults: &PluginDefaults, limits: &PluginLimits) -> Manifest {
         // An empty document always parses; fall back to literal defaults regardless.
-        Manifest::parse("", defaults, max_series).unwrap_or_else(|_| Manifest {
+        Manifest::parse("", defaults, limits).unwrap_or_else(|_| Manifest {
             kind: None,
             interval: defaults.interval,
             timeout: defaults.timeout,
+            init_timeout: defaults.init_timeout,
             memory_limit: defaults.memory_limit,
             max_restarts: defaults.max_restarts,
             critical: false,
-            max_series,
+            max_series: limits.max_series_per_plugin,
             select: Vec::new(),
             for_duration: Duration::ZERO,
+            max_alerts: None,
             events: Vec::new(),
             batch_size: 100,
             http: None,
@@ -295,17 +209,20 @@ impl Manifest {
         })
     }
 
-    /// Parses a manifest's text; errors name the key.
-    pub fn parse(text: &str, defaults: &PluginDefaults, max_series: usize) -> Result<Manifest> {
-        let de = toml::de::Deserializer::parse(text)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
-        let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid value for `{}`: {}",
-                e.path(),
-                e.inner().to_string().trim()
-            )
-        })?;
+    /// Parses a manifest's text, filling gaps from `defaults` and refusing
+    /// values above `limits`; errors name the key.
+    pub fn parse(text: &str, defaults: &PluginDefaults, limits: &PluginLimits) -> Result<Manifest> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+        check_ceilings(&table, limits)?;
+        let raw: RawManifest = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid value for `{}`: {}",
+                    e.path(),
+                    e.inner().to_string().trim()
+                )
+            })?;
         let http = match raw.capabilities.http {
             Some(h) => {
                 let mut allow = Vec::with_capacity(h.allow.len());
@@ -318,6 +235,7 @@ impl Manifest {
                     allow,
                     timeout: h.timeout.unwrap_or(HTTP_TIMEOUT),
                     max_response_bytes: h.max_response_bytes.unwrap_or(HTTP_MAX_RESPONSE),
+                    self_access: h.self_access,
                 })
             }
             None => None,
@@ -328,12 +246,14 @@ impl Manifest {
             kind: raw.kind,
             interval: raw.interval.unwrap_or(defaults.interval),
             timeout: raw.timeout.unwrap_or(defaults.timeout),
+            init_timeout: raw.init_timeout.unwrap_or(defaults.init_timeout),
             memory_limit: raw.memory_limit.unwrap_or(defaults.memory_limit),
             max_restarts: raw.max_restarts.unwrap_or(defaults.max_restarts),
             critical: raw.critical,
-            max_series: raw.max_series.unwrap_or(max_series),
+            max_series: raw.max_series.unwrap_or(limits.max_series_per_plugin),
             select: raw.select,
             for_duration: raw.for_duration.unwrap_or(Duration::ZERO),
+            max_alerts: raw.max_alerts,
             events: raw.events,
             batch_size: raw.batch_size.unwrap_or(100),
             http,
@@ -357,6 +277,9 @@ impl Manifest {
         if self.timeout.is_zero() {
             bail!("invalid value for `timeout`: must be greater than zero");
         }
+        if self.init_timeout.is_zero() {
+            bail!("invalid value for `init_timeout`: must be greater than zero");
+        }
         if self.memory_limit < MIN_MEMORY {
             bail!(
                 "invalid value for `memory_limit`: {} is below the minimum of {MIN_MEMORY}",
@@ -368,6 +291,9 @@ impl Manifest {
         }
         if self.max_series == 0 {
             bail!("invalid value for `max_series`: must be greater than zero");
+        }
+        if self.max_alerts == Some(0) {
+            bail!("invalid value for `max_alerts`: must be greater than zero");
         }
         if let Some(i) = self.select.iter().position(|s| s.trim().is_empty()) {
             bail!("invalid value for `select[{i}]`: empty selector");
@@ -419,102 +345,59 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     rest.is_empty()
 }
 
+/// Refuses a key whose value is above its ceiling in `[plugins.limits]`,
+/// naming the key, its value as written and the ceiling. Values that do not
+/// parse are left to the deserialiser, which names the key too.
+fn check_ceilings(table: &toml::Table, limits: &PluginLimits) -> Result<()> {
+    let exceeds = |key: &str, ceiling: &str, max: String| {
+        let written = match table.get(key) {
+            Some(toml::Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        anyhow::anyhow!(
+            "invalid value for `{key}`: {written} exceeds the host's ceiling `plugins.limits.{ceiling}` ({max})"
+        )
+    };
+    let duration = |key: &str| -> Option<Duration> {
+        let value = table.get(key)?.clone();
+        units::duration::deserialize(value).ok()
+    };
+    let size = |key: &str| -> Option<ByteSize> { table.get(key)?.clone().try_into().ok() };
+    let text = |d: Duration| humantime::format_duration(d).to_string();
+    for (key, ceiling, max) in [
+        ("interval", "max_interval", limits.max_interval),
+        ("timeout", "max_timeout", limits.max_timeout),
+        ("init_timeout", "max_init_timeout", limits.max_init_timeout),
+    ] {
+        if duration(key).is_some_and(|d| d > max) {
+            return Err(exceeds(key, ceiling, text(max)));
+        }
+    }
+    for (key, ceiling, max) in [
+        ("memory_limit", "max_memory_limit", limits.max_memory_limit),
+        ("state_quota", "max_state_quota", limits.max_state_quota),
+    ] {
+        if size(key).is_some_and(|s| s > max) {
+            return Err(exceeds(key, ceiling, max.to_string()));
+        }
+    }
+    let max_series = limits.max_series_per_plugin;
+    if let Some(series) = table.get("max_series").and_then(|v| v.as_integer())
+        && u64::try_from(series).is_ok_and(|s| s > max_series as u64)
+    {
+        return Err(exceeds(
+            "max_series",
+            "max_series_per_plugin",
+            max_series.to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn display<T: fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Manifest> {
-        Manifest::parse(text, &PluginDefaults::default(), 1000)
-    }
-
-    #[track_caller]
-    fn check_err(text: &str, expect: &str) {
-        let err = format!("{:#}", parse(text).unwrap_err());
-        assert!(err.contains(expect), "{err:?} does not contain {expect:?}");
-    }
-
-    #[test]
-    fn empty_manifest_takes_the_defaults() {
-        let m = parse("").unwrap();
-        assert_eq!(m.interval, Duration::from_secs(5));
-        assert_eq!(m.timeout, Duration::from_secs(2));
-        assert_eq!(m.max_series, 1000);
-        assert!(m.http.is_none());
-        assert_eq!(m.config, serde_json::json!({}));
-    }
-
-    #[test]
-    fn full_manifest() {
-        let m = parse(
-            r#"
-            kind = "rule"
-            interval = "10s"
-            timeout = 1.5
-            memory_limit = "16MiB"
-            for = "30s"
-            select = ["probe_*"]
-            [capabilities.http]
-            allow = ["127.0.0.1:8080", "*.example.org"]
-            [config]
-            checks = [{ name = "disk", warn = 0.8 }]
-            "#,
-        )
-        .unwrap();
-        assert_eq!(m.kind, Some(PluginKind::Rule));
-        assert_eq!(m.timeout, Duration::from_millis(1500));
-        assert_eq!(m.memory_limit, ByteSize(16 << 20));
-        assert_eq!(m.for_duration, Duration::from_secs(30));
-        let http = m.http.unwrap();
-        assert_eq!(http.allow.len(), 2);
-        assert_eq!(m.config["checks"][0]["warn"], serde_json::json!(0.8));
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        check_err("interval = \"often\"", "`interval`");
-        check_err("colour = 1", "unknown field `colour`");
-        check_err(
-            "[capabilities.http]\nallow = [\"http://x/y\"]",
-            "`capabilities.http.allow[0]`",
-        );
-        check_err(
-            "[capabilities.redis]\nurl = \"redis://x\"",
-            "unknown field `redis`",
-        );
-        check_err("memory_limit = \"1KiB\"", "`memory_limit`");
-        check_err("kind = \"collector\"\nselect = [\"x\"]", "`select`");
-        check_err("kind = \"gadget\"", "`kind`");
-        check_err("interval = [", "");
-    }
-
-    #[test]
-    fn host_patterns() {
-        let p = |s: &str| HostPattern::parse(s).unwrap();
-        assert!(p("127.0.0.1:8080").matches("127.0.0.1", 8080));
-        assert!(!p("127.0.0.1:8080").matches("127.0.0.1", 8081));
-        assert!(p("Example.com").matches("example.COM", 443));
-        assert!(p("*.example.org").matches("api.example.org", 80));
-        assert!(!p("*.example.org").matches("example.org", 80));
-        assert!(!p("*.example.org").matches("evilexample.org", 80));
-        assert!(p("[::1]:9000").matches("[::1]", 9000));
-        assert!(p("*").matches("anything", 1));
-        assert!(HostPattern::parse("http://x").is_err());
-        assert!(HostPattern::parse("x:99999").is_err());
-        assert!(HostPattern::parse("a b").is_err());
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("alert.*", "alert.firing"));
-        assert!(!glob_match("alert.*", "service.down"));
-        assert!(glob_match("*", "x"));
-        assert!(glob_match("a*c*e", "abcde"));
-        assert!(!glob_match("a*c*e", "abcdf"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exactly"));
-    }
-}
+mod tests;

@@ -7,6 +7,7 @@
 //!   fault classification); nothing else touches wasmtime's `Store`.
 //! - `context`: what a plugin's store holds; `host/`: one file per imported
 //!   interface (the capabilities), each denying what the manifest does not grant.
+//! - `egress`: where the `http` capability may connect (never the host's own API).
 //! - `manifest`: `NAME.toml`.
 //! - `registry`: one slot per plugin (status, counters, state that survives reloads).
 //! - `reload`: the one path for startup, file changes, API and SIGHUP reloads.
@@ -21,6 +22,7 @@
 pub mod bindings;
 mod context;
 mod driver;
+mod egress;
 mod host;
 pub mod manifest;
 mod registry;
@@ -31,6 +33,7 @@ mod state;
 mod watcher;
 
 pub use context::Fault;
+pub use egress::SelfAddresses;
 pub use manifest::{Manifest, PluginKind};
 pub use registry::{
     Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,

@@ -4,6 +4,7 @@
 //! `driver`.
 
 use super::context::{Fault, GuestOutput};
+use super::egress::Egress;
 use super::manifest::{Manifest, PluginKind};
 use super::runtime::{Instance, Prepared, Runtime};
 use super::state::KvState;
@@ -47,9 +48,12 @@ pub struct Plugins {
 pub(super) struct Inner {
     pub(super) runtime: Runtime,
     pub(super) config: PluginsConfig,
-    pub(super) max_series: usize,
     pub(super) deps: Deps,
-    pub(super) http_client: reqwest::Client,
+    /// The `http` capability's clients, and the host's own addresses.
+    pub(super) egress: Egress,
+    /// Compilations that may run at once: loads run in parallel, and only
+    /// their CPU-heavy part waits here (never behind another plugin's `init`).
+    pub(super) compile_permits: tokio::sync::Semaphore,
     pub(super) slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     /// The runtime plugin code runs on, apart from the one serving HTTP.
     pub(super) handle: tokio::runtime::Handle,
@@ -383,24 +387,26 @@ impl Plugins {
     /// Creates the manager; nothing is loaded until [`start`](Self::start).
     pub fn new(
         config: PluginsConfig,
-        max_series: usize,
         deps: Deps,
         handle: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> anyhow::Result<Plugins> {
         let runtime = Runtime::new(config.cache_dir().as_deref(), config.compiler)?;
+        let compilations = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
         tracing::debug!(
             compiler = config.compiler.resolve().as_str(),
+            compilations,
             "plugin runtime ready"
         );
-        let http_client = super::context::http_client()?;
         Ok(Plugins {
             inner: Arc::new(Inner {
                 runtime,
                 config,
-                max_series,
                 deps,
-                http_client,
+                egress: Egress::new()?,
+                compile_permits: tokio::sync::Semaphore::new(compilations),
                 slots: RwLock::new(BTreeMap::new()),
                 handle,
                 shutdown,
@@ -409,9 +415,27 @@ impl Plugins {
         })
     }
 
-    /// Whether the first scan of the plugin directory has finished.
+    /// Whether every plugin found at startup has loaded or failed.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The plugins whose first version is still loading.
+    pub fn loading(&self) -> Vec<String> {
+        self.inner
+            .slots
+            .read()
+            .values()
+            .filter(|s| s.info.lock().status == Status::Loading)
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+
+    /// Tells the `http` capability where the host's API listens (known once
+    /// bound): from then on no plugin may connect to it, except what
+    /// `[capabilities.http] self = "read"` grants.
+    pub fn set_listening(&self, addr: std::net::SocketAddr) {
+        self.inner.egress.set_listening(addr);
     }
 
     /// Every plugin, by name.

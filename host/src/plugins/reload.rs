@@ -8,6 +8,12 @@
 //! instantiates and runs `init`, and only then swaps the new generation in
 //! atomically. Calls in flight finish on the old instance. **A failed load
 //! keeps the old version serving** and records why.
+//!
+//! Plugins load in parallel: each load holds only its own plugin's lock, and
+//! compilations (the CPU-heavy part) are bounded by a semaphore sized to the
+//! CPUs. `init` runs within the manifest's `init_timeout`, so a plugin whose
+//! `init` hangs delays neither the others nor a file added meanwhile, and the
+//! host is ready once every plugin found at startup has loaded or failed.
 
 use super::context::{Fault, PluginEnv};
 use super::driver;
@@ -73,13 +79,11 @@ impl Plugins {
             })?;
             tracing::info!(dir = %dir.display(), "created the plugin directory");
         }
-        // Watch first: a file written during the startup load queues an
-        // event that is handled right after it.
-        let watch = if self.inner.config.watch {
-            Some(super::watcher::watch(dir)?)
-        } else {
-            None
-        };
+        // Watch first, and handle events at once: a file written while the
+        // startup loads run is loaded beside them, never behind a slow one.
+        if self.inner.config.watch {
+            super::watcher::watch(dir)?.run(self.clone());
+        }
         let outcomes = self.reload_all().await;
         let loaded = outcomes
             .iter()
@@ -87,9 +91,6 @@ impl Plugins {
             .count();
         tracing::info!(dir = %dir.display(), loaded, found = outcomes.len(), "plugins loaded");
         self.inner.ready.store(true, Ordering::Release);
-        if let Some(watch) = watch {
-            watch.run(self.clone());
-        }
         Ok(())
     }
 
@@ -124,16 +125,31 @@ impl Plugins {
         }
     }
 
-    /// Reloads every plugin in the directory and unloads those whose file is
-    /// gone. What did not change is left alone.
+    /// Reloads every plugin in the directory, in parallel, and unloads those
+    /// whose file is gone. What did not change is left alone.
     pub async fn reload_all(&self) -> Vec<(String, LoadOutcome)> {
         let mut names = scan(&self.inner.config.dir);
         names.extend(self.inner.slots.read().keys().cloned());
         names.sort();
         names.dedup();
-        let mut outcomes = Vec::with_capacity(names.len());
-        for name in names {
-            let outcome = self.load(&name, false).await;
+        let loads: Vec<_> = names
+            .into_iter()
+            .map(|name| {
+                let inner = self.inner.clone();
+                let load = name.clone();
+                let task = self
+                    .inner
+                    .handle
+                    .spawn(async move { inner.load(&load, false).await });
+                (name, task)
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(loads.len());
+        for (name, task) in loads {
+            let outcome = task.await.unwrap_or_else(|e| LoadOutcome::Failed {
+                error: format!("the load task failed: {e}"),
+                kept_generation: None,
+            });
             outcomes.push((name, outcome));
         }
         crate::memory::release_free_memory();
@@ -184,16 +200,44 @@ impl Inner {
                 kept_generation: None,
             };
         }
+        let wasm_path = self.config.dir.join(format!("{name}.wasm"));
+        // Loads of one plugin take turns, and each reads the files once it has
+        // its turn, so the last to run sees the newest files.
+        loop {
+            let existing = self.slots.read().get(name).cloned();
+            let slot = match existing {
+                Some(slot) => slot,
+                None if matches!(tokio::fs::try_exists(&wasm_path).await, Ok(false)) => {
+                    return LoadOutcome::Absent;
+                }
+                None => self.slot_or_insert(name),
+            };
+            let mut memo = slot.load_lock.lock().await;
+            let serving = self.slots.read().get(name).cloned();
+            if !serving.is_some_and(|s| Arc::ptr_eq(&s, &slot)) {
+                // Unloaded while this load waited: start over with a new slot.
+                continue;
+            }
+            return self.load_locked(&slot, &mut memo, force).await;
+        }
+    }
+
+    /// Loads `slot`'s plugin from its files; the caller holds its load lock.
+    async fn load_locked(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        memo: &mut LoadMemo,
+        force: bool,
+    ) -> LoadOutcome {
         let dir = &self.config.dir;
-        let wasm_path = dir.join(format!("{name}.wasm"));
-        let manifest_path = dir.join(format!("{name}.toml"));
+        let wasm_path = dir.join(format!("{}.wasm", slot.name));
+        let manifest_path = dir.join(format!("{}.toml", slot.name));
         let bytes = match tokio::fs::read(&wasm_path).await {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.unload(name).await,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.unload(slot),
             Err(e) => {
-                let slot = self.slot_or_insert(name);
                 return self.failed(
-                    &slot,
+                    slot,
                     anyhow::anyhow!("cannot read {}: {e}", wasm_path.display()),
                 );
             }
@@ -202,15 +246,12 @@ impl Inner {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                let slot = self.slot_or_insert(name);
                 return self.failed(
-                    &slot,
+                    slot,
                     anyhow::anyhow!("cannot read {}: {e}", manifest_path.display()),
                 );
             }
         };
-        let slot = self.slot_or_insert(name);
-        let mut memo = slot.load_lock.lock().await;
         let sha256 = hex(&Sha256::digest(&bytes));
         let inputs = (sha256.clone(), manifest_text.clone());
         if !force && memo.inputs.as_ref() == Some(&inputs) {
@@ -222,8 +263,8 @@ impl Inner {
         let started = Instant::now();
         match self
             .build(
-                &slot,
-                &mut memo,
+                slot,
+                memo,
                 bytes,
                 sha256,
                 manifest_text.as_deref(),
@@ -231,17 +272,17 @@ impl Inner {
             )
             .await
         {
-            Ok(generation) => self.swap(&slot, generation, started),
-            Err(BuildError::Invalid(error)) => self.failed(&slot, error),
+            Ok(generation) => self.swap(slot, generation, started),
+            Err(BuildError::Invalid(error)) => self.failed(slot, error),
             Err(BuildError::Fault(generation, fault)) => {
                 if slot.current().is_some() {
-                    self.failed(&slot, anyhow::anyhow!("init {fault}"))
+                    self.failed(slot, anyhow::anyhow!("init {fault}"))
                 } else {
                     // Nothing else serves: install it crashed, so restarts with
                     // backoff (and `failed` after max_restarts) take over.
-                    let outcome = self.swap(&slot, *generation, started);
+                    let outcome = self.swap(slot, *generation, started);
                     if let Some(generation) = slot.current() {
-                        self.on_fault(&slot, &generation, &fault);
+                        self.on_fault(slot, &generation, &fault);
                     }
                     outcome
                 }
@@ -269,16 +310,19 @@ impl Inner {
         manifest_path: &Path,
     ) -> Result<Generation, BuildError> {
         let invalid = BuildError::Invalid;
-        let defaults = &self.config.defaults;
+        let (defaults, limits) = (&self.config.defaults, &self.config.limits);
         let manifest = match manifest_text {
-            Some(text) => Manifest::parse(text, defaults, self.max_series)
+            Some(text) => Manifest::parse(text, defaults, limits)
                 .with_context(|| format!("invalid manifest {}", manifest_path.display()))
                 .map_err(invalid)?,
-            None => Manifest::defaults(defaults, self.max_series),
+            None => Manifest::defaults(defaults, limits),
         };
         let component = match &memo.compiled {
             Some((hash, component)) if *hash == sha256 => component.clone(),
             _ => {
+                let _permit = self.compile_permits.acquire().await.map_err(|e| {
+                    invalid(anyhow::anyhow!("the compile semaphore is closed: {e}"))
+                })?;
                 let inner = self.clone();
                 let component = tokio::task::spawn_blocking(move || inner.runtime.compile(&bytes))
                     .await
@@ -296,7 +340,7 @@ impl Inner {
             kind.export(),
             manifest.clone(),
             slot.state.clone(),
-            self.http_client.clone(),
+            self.egress.clone(),
             self.deps.telemetry.clone(),
             slot.output.clone(),
         ));
@@ -434,19 +478,26 @@ impl Inner {
         }
     }
 
-    /// Removes a plugin whose component is gone.
-    async fn unload(&self, name: &str) -> LoadOutcome {
-        let Some(slot) = self.slots.read().get(name).cloned() else {
-            return LoadOutcome::Absent;
+    /// Removes a plugin whose component is gone; the caller holds its load lock.
+    fn unload(&self, slot: &Arc<Slot>) -> LoadOutcome {
+        let name = &*slot.name;
+        let removed = {
+            let mut slots = self.slots.write();
+            let ours = slots.get(name).is_some_and(|s| Arc::ptr_eq(s, slot));
+            if ours {
+                slots.remove(name);
+            }
+            ours
         };
-        let _memo = slot.load_lock.lock().await;
-        self.slots.write().remove(name);
         if let Some((_, handle)) = slot.driver.lock().take() {
             handle.abort();
         }
         if let Some(old) = slot.current.swap(None) {
-            self.retire(&slot, old.kind);
+            self.retire(slot, old.kind);
             self.deps.telemetry.forget_plugin(name, old.kind.as_str());
+        }
+        if !removed {
+            return LoadOutcome::Absent;
         }
         tracing::info!(plugin = name, "plugin unloaded");
         LoadOutcome::Unloaded

@@ -23,9 +23,40 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 /// How often the epoch advances: the granularity of time budgets and of yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Extra time a call may take beyond its budget while waiting on the host
-/// (an HTTP request, say) before it is abandoned.
-const HOST_GRACE: Duration = Duration::from_millis(500);
+/// The time budget of one call: epoch interruption stops guest code at its
+/// deadline, and the call's future is dropped there if it is waiting in a
+/// host call (a WASI sleep, an HTTP request), so the budget holds either way.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    started: Instant,
+    limit: Duration,
+    /// The manifest key `limit` comes from.
+    key: &'static str,
+}
+
+impl Budget {
+    /// `limit` from now.
+    fn new(limit: Duration, key: &'static str) -> Self {
+        Budget {
+            started: Instant::now(),
+            limit,
+            key,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.started + self.limit
+    }
+
+    /// The fault of a call stopped at this budget.
+    fn exceeded(&self) -> Fault {
+        Fault::Timeout {
+            elapsed: self.started.elapsed(),
+            budget: self.limit,
+            key: self.key,
+        }
+    }
+}
 
 /// A failed call, as the caller must treat it.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,13 +243,14 @@ impl Runtime {
         Ok(Prepared { kind, pre })
     }
 
-    /// Instantiates a prepared component and calls its `init`.
+    /// Instantiates a prepared component and calls its `init`, both within
+    /// the manifest's `init_timeout`.
     pub async fn instantiate(
         &self,
         prepared: &Prepared,
         env: Arc<PluginEnv>,
     ) -> Result<Instance, CallError> {
-        let budget = env.manifest.timeout;
+        let budget = Budget::new(env.manifest.init_timeout, "init_timeout");
         let fuel = hostcall_fuel(env.manifest.max_samples_per_call);
         env.output.clear();
         let mut store = Store::new(&self.engine, PluginCtx::new(env, self.activity.clone()));
@@ -243,7 +275,7 @@ impl Runtime {
         })
         .await?;
         let mut instance = Instance { store, exports };
-        instance.init().await?;
+        instance.init(budget).await?;
         Ok(instance)
     }
 }
@@ -267,8 +299,7 @@ impl Instance {
         self.store.data().limiter.held
     }
 
-    async fn init(&mut self) -> Result<(), CallError> {
-        let budget = self.store.data().env.manifest.timeout;
+    async fn init(&mut self, budget: Budget) -> Result<(), CallError> {
         let result = match &self.exports {
             Exports::Collector(e) => {
                 run(&mut self.store, budget, async |s| e.call_init(s).await).await?
@@ -289,11 +320,10 @@ impl Instance {
             return Err(wrong_world("collect"));
         };
         let env = self.store.data().env.clone();
-        let samples = run(&mut self.store, env.manifest.timeout, async |s| {
-            e.call_collect(s).await
-        })
-        .await?
-        .map_err(|e| CallError::Plugin(e.message))?;
+        let budget = Budget::new(env.manifest.timeout, "timeout");
+        let samples = run(&mut self.store, budget, async |s| e.call_collect(s).await)
+            .await?
+            .map_err(|e| CallError::Plugin(e.message))?;
         check_output(samples.len(), env.manifest.max_samples_per_call)?;
         Ok(samples.into_iter().map(model::Sample::from).collect())
     }
@@ -304,7 +334,8 @@ impl Instance {
             return Err(wrong_world("evaluate"));
         };
         let env = self.store.data().env.clone();
-        let alerts = run(&mut self.store, env.manifest.timeout, async |s| {
+        let budget = Budget::new(env.manifest.timeout, "timeout");
+        let alerts = run(&mut self.store, budget, async |s| {
             e.call_evaluate(s, &input).await
         })
         .await?
@@ -318,7 +349,7 @@ impl Instance {
         let Exports::Sink(e) = &self.exports else {
             return Err(wrong_world("deliver"));
         };
-        let budget = self.store.data().env.manifest.timeout;
+        let budget = Budget::new(self.store.data().env.manifest.timeout, "timeout");
         let batch: Vec<types::Event> = batch.iter().map(|e| types::Event::from(&**e)).collect();
         run(&mut self.store, budget, async |s| {
             e.call_deliver(s, &batch).await
@@ -352,18 +383,21 @@ fn check_output(len: usize, max: usize) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Runs one call under the plugin's budget and turns every way it can break
-/// into a [`Fault`].
+/// Runs one call under its budget and turns every way it can break into a
+/// [`Fault`]. At the deadline the call is stopped wherever it is: in guest
+/// code by epoch interruption, in a host call by dropping its future (the
+/// instance is then discarded with the fault, never called again).
 async fn run<R>(
     store: &mut Store<PluginCtx>,
-    budget: Duration,
+    budget: Budget,
     call: impl AsyncFnOnce(&mut Store<PluginCtx>) -> wasmtime::Result<R>,
 ) -> Result<R, Fault> {
     // The epoch advances only while some call is in flight.
     let _active = store.data().activity.enter();
-    store.data_mut().call.start(budget);
+    let deadline = budget.deadline();
+    store.data_mut().call.start(deadline);
     store.set_epoch_deadline(1);
-    let result = tokio::time::timeout(budget + HOST_GRACE, call(&mut *store)).await;
+    let result = tokio::time::timeout_at(deadline.into(), call(&mut *store)).await;
     let violation = store.data_mut().call.violation.take();
     let memory = store.data().limiter.held;
     let env = store.data().env.clone();
@@ -371,7 +405,7 @@ async fn run<R>(
         .memory
         .set(i64::try_from(memory).unwrap_or(i64::MAX));
     match result {
-        Err(_) => Err(Fault::Timeout(budget)),
+        Err(_) => Err(budget.exceeded()),
         Ok(Err(error)) => Err(classify(error, budget, &env)),
         Ok(Ok(_)) if violation.is_some() => Err(Fault::Capability(violation.unwrap_or_default())),
         Ok(Ok(value)) => Ok(value),
@@ -388,12 +422,12 @@ fn hostcall_fuel(max_samples: usize) -> usize {
 const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// What a wasmtime error from a call means.
-fn classify(error: wasmtime::Error, budget: Duration, env: &PluginEnv) -> Fault {
+fn classify(error: wasmtime::Error, budget: Budget, env: &PluginEnv) -> Fault {
     if let Some(fault) = error.downcast_ref::<Fault>() {
         return fault.clone();
     }
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-        return Fault::Timeout(budget);
+        return budget.exceeded();
     }
     if error
         .chain()

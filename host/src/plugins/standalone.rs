@@ -3,11 +3,12 @@
 //! through the same runtime, limits and capabilities as a registered plugin.
 
 use super::bindings::{RuleAlert, types};
-use super::context::{GuestOutput, PluginEnv, http_client};
+use super::context::{GuestOutput, PluginEnv};
+use super::egress::Egress;
 use super::manifest::{Manifest, PluginKind};
 use super::runtime::{CallError, Instance, Runtime};
 use super::state::KvState;
-use crate::config::{Compiler, PluginDefaults};
+use crate::config::{Compiler, PluginDefaults, PluginLimits};
 use crate::model;
 use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
@@ -35,17 +36,18 @@ impl Standalone {
             std::fs::read(wasm).with_context(|| format!("failed to read {}", wasm.display()))?;
         let component = runtime.compile(&bytes)?;
         let prepared = runtime.prepare(&component)?;
-        let defaults = PluginDefaults::default();
+        // The default ceilings apply: what would be invalid in a host is here too.
+        let (defaults, limits) = (PluginDefaults::default(), PluginLimits::default());
         let manifest = match manifest {
-            Some(text) => Manifest::parse(text, &defaults, usize::MAX)?,
-            None => Manifest::defaults(&defaults, usize::MAX),
+            Some(text) => Manifest::parse(text, &defaults, &limits)?,
+            None => Manifest::defaults(&defaults, &limits),
         };
         let env = Arc::new(PluginEnv::new(
             Arc::from(name),
             prepared.kind().export(),
             manifest,
             Arc::new(KvState::new()),
-            http_client()?,
+            Egress::new()?,
             Arc::new(Telemetry::new()?),
             GuestOutput::default(),
         ));

@@ -50,7 +50,8 @@ enum Writing {
 
 /// The directory watched, with the events seen so far queued: watching
 /// starts before the startup scan, so a file written while the plugins load
-/// is not missed; [`Watch::run`] handles what queued once they are loaded.
+/// is not missed; [`Watch::run`] handles events from then on, while the
+/// startup loads run.
 pub(super) struct Watch {
     watcher: notify::RecommendedWatcher,
     rx: mpsc::UnboundedReceiver<Message>,
@@ -93,8 +94,8 @@ pub(super) fn watch(dir: &Path) -> Result<Watch> {
 
 impl Watch {
     /// Turns events into reloads until shutdown: debounced (see the module
-    /// docs), then one reload per plugin touched (a file that did not change
-    /// is left alone).
+    /// docs), then one reload per plugin touched, each a task of its own (a
+    /// file that did not change is left alone).
     pub(super) fn run(self, plugins: Plugins) {
         let Watch { watcher, mut rx } = self;
         tracing::info!(dir = %plugins.inner.config.dir.display(), "watching the plugin directory");
@@ -123,12 +124,17 @@ impl Watch {
                     rescan,
                     ..
                 } = std::mem::take(&mut batch);
+                // Each reload runs on its own: one that waits on a slow
+                // `init` holds up neither the next file nor the next event.
+                // Reloads of one plugin take turns on its load lock.
                 if rescan {
-                    plugins.reload_all().await;
+                    let plugins = plugins.clone();
+                    tokio::spawn(async move { plugins.reload_all().await });
                     continue;
                 }
                 for name in pending {
-                    plugins.reload(&name, false).await;
+                    let plugins = plugins.clone();
+                    tokio::spawn(async move { plugins.reload(&name, false).await });
                 }
             }
         });

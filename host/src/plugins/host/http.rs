@@ -1,6 +1,10 @@
 //! `wasmon:plugin/http`: outbound HTTP to the hosts the manifest allow-lists,
 //! with a timeout (capped by the call's remaining budget) and a response-size
-//! cap. No redirects are followed: the plugin sees the 3xx.
+//! cap. No redirects are followed: the plugin sees the 3xx. Whatever the
+//! allow-list says, the host's own API is off limits (`plugins::egress`),
+//! checked on the IP literal or, for a name, on the resolved address at
+//! connect time; `[capabilities.http] self = "read"` opens `GET`/`HEAD` of
+//! its health and metrics.
 
 use crate::plugins::bindings::{http, types};
 use crate::plugins::context::PluginCtx;
@@ -45,7 +49,13 @@ impl http::Host for PluginCtx {
         if timeout.is_zero() {
             return Ok(Err(http::HttpError::Timeout));
         }
-        let builder = match build(&self.env.http_client, &request, url) {
+        let method = method(request.method);
+        let env = self.env.clone();
+        let client = match env.egress.route(&url, port, &method, grant.self_access) {
+            Ok(client) => client,
+            Err(why) => return Ok(Err(http::HttpError::NotGranted(self.deny("http", why)))),
+        };
+        let builder = match build(client, method, &request, url) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
@@ -54,7 +64,11 @@ impl http::Host for PluginCtx {
         let result = tokio::time::timeout(timeout, exchange(builder, max)).await;
         Ok(match result {
             Err(_) => Err(http::HttpError::Timeout),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(Failure::Transport(e))) => match env.egress.refusal(&e) {
+                Some(why) => Err(http::HttpError::NotGranted(self.deny("http", why))),
+                None => Err(transport(e)),
+            },
+            Ok(Err(Failure::Http(e))) => Err(e),
             Ok(Ok((status, headers, body))) => Ok(http::Response {
                 status,
                 headers,
@@ -69,12 +83,8 @@ fn invalid(message: String) -> http::HttpError {
     http::HttpError::InvalidRequest(message)
 }
 
-fn build(
-    client: &reqwest::Client,
-    request: &http::Request,
-    url: reqwest::Url,
-) -> Result<reqwest::RequestBuilder, http::HttpError> {
-    let method = match request.method {
+fn method(method: http::Method) -> reqwest::Method {
+    match method {
         http::Method::Get => reqwest::Method::GET,
         http::Method::Head => reqwest::Method::HEAD,
         http::Method::Post => reqwest::Method::POST,
@@ -82,7 +92,15 @@ fn build(
         http::Method::Patch => reqwest::Method::PATCH,
         http::Method::Delete => reqwest::Method::DELETE,
         http::Method::Options => reqwest::Method::OPTIONS,
-    };
+    }
+}
+
+fn build(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    request: &http::Request,
+    url: reqwest::Url,
+) -> Result<reqwest::RequestBuilder, http::HttpError> {
     let mut headers = reqwest::header::HeaderMap::new();
     for types::Label { name, value } in &request.headers {
         let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -98,14 +116,21 @@ fn build(
     Ok(builder)
 }
 
+/// How an exchange failed: a transport error is examined for a refusal of
+/// the host's own address before it reaches the plugin.
+enum Failure {
+    Transport(reqwest::Error),
+    Http(http::HttpError),
+}
+
 /// Sends the request and reads at most `max` bytes of body.
 async fn exchange(
     builder: reqwest::RequestBuilder,
     max: u64,
-) -> Result<(u16, Vec<types::Label>, Vec<u8>), http::HttpError> {
-    let mut response = builder.send().await.map_err(transport)?;
+) -> Result<(u16, Vec<types::Label>, Vec<u8>), Failure> {
+    let mut response = builder.send().await.map_err(Failure::Transport)?;
     if response.content_length().is_some_and(|len| len > max) {
-        return Err(http::HttpError::TooLarge(max));
+        return Err(Failure::Http(http::HttpError::TooLarge(max)));
     }
     let status = response.status().as_u16();
     let headers = response
@@ -117,9 +142,9 @@ async fn exchange(
         })
         .collect();
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+    while let Some(chunk) = response.chunk().await.map_err(Failure::Transport)? {
         if body.len() as u64 + chunk.len() as u64 > max {
-            return Err(http::HttpError::TooLarge(max));
+            return Err(Failure::Http(http::HttpError::TooLarge(max)));
         }
         body.extend_from_slice(&chunk);
     }
