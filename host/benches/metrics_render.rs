@@ -30,7 +30,7 @@ fn main() {
     let report = store.apply(plugin, samples(0.0), T0);
     assert_eq!(report.stored, FAMILIES * LABEL_SETS, "{report:?}");
     let registry = prometheus::Registry::new();
-    let services = wasmon::ingest::Services::default();
+    let services = parking_lot::Mutex::new(wasmon::ingest::Services::default());
 
     // The same samples, as the store exports them (the `plugin` label included).
     let exported = store.select(&["*".to_string()]);

@@ -16,6 +16,7 @@
 use crate::ingest::Services;
 use crate::model::MetricKind;
 use crate::store::Store;
+use parking_lot::Mutex;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 /// The `Content-Type` of a rendered body.
@@ -27,9 +28,12 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 ///
 /// Never fails: a registry family the encoder rejects is left out (and
 /// logged) rather than losing the scrape.
-pub fn render(store: &Store, services: &Services, registry: &Registry, out: &mut Vec<u8>) {
+///
+/// The service table is locked only while its own families are written, so
+/// heartbeats wait for that part alone, never for the whole scrape.
+pub fn render(store: &Store, services: &Mutex<Services>, registry: &Registry, out: &mut Vec<u8>) {
     render_store(store, out);
-    render_services(services, out);
+    render_services(&services.lock(), out);
     render_registry(store, registry, out);
 }
 
@@ -205,37 +209,42 @@ pub fn write_series_prefix<'a>(
     out.push(b' ');
 }
 
-/// A label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+/// A label value: `\` → `\\`, `"` → `\"`, newline → `\n`, any other
+/// control character but tab → U+FFFD.
 pub fn escape_label_value(value: &str, out: &mut Vec<u8>) {
     escape(value, out, true);
 }
 
-/// Help text: `\` → `\\`, newline → `\n`.
+/// Help text: `\` → `\\`, newline → `\n`, any other control character
+/// but tab → U+FFFD.
 pub fn escape_help(help: &str, out: &mut Vec<u8>) {
     escape(help, out, false);
 }
 
+/// The store refuses label values with control characters and cleans help
+/// text, so replacing them here is a second line for text from elsewhere
+/// (the service table): `/metrics` never holds a raw NUL, ESC, BEL or CR.
 fn escape(text: &str, out: &mut Vec<u8>, quote: bool) {
     let bytes = text.as_bytes();
-    let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
+    // C1 controls (U+0080..U+009F) start with 0xC2 in UTF-8.
+    let special = |b: u8| {
+        b == b'\\' || (quote && b == b'"') || (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2
+    };
     if !bytes.iter().any(|&b| special(b)) {
         out.extend_from_slice(bytes);
         return;
     }
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !special(b) {
-            continue;
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        match c {
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '"' if quote => out.extend_from_slice(b"\\\""),
+            '\t' => out.push(b'\t'),
+            c if c.is_control() => out.extend_from_slice("\u{fffd}".as_bytes()),
+            c => out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
         }
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(match b {
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            _ => b"\\\"",
-        });
-        start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
 }
 
 /// A sample value as Prometheus parses it: `NaN`, `+Inf`, `-Inf`, integers
@@ -296,6 +305,11 @@ mod tests {
             "a\\\\b\\\"c\\nd"
         );
         assert_eq!(text(|o| escape_label_value("plain ☃", o)), "plain ☃");
+        assert_eq!(
+            text(|o| escape_label_value("\0a\x1bb\x07c\rd\te\x7ff\u{9b}g\"h", o)),
+            "\u{fffd}a\u{fffd}b\u{fffd}c\u{fffd}d\te\u{fffd}f\u{fffd}g\\\"h"
+        );
+        assert_eq!(text(|o| escape_help("a\rb\"c", o)), "a\u{fffd}b\"c");
         assert_eq!(text(|o| escape_help("a\\b\"c\nd", o)), "a\\\\b\"c\\nd");
         assert_eq!(
             text(|o| write_series_prefix("x", [("a", "1"), ("b", "\"")].into_iter(), o)),
@@ -363,7 +377,7 @@ mod tests {
         registry.register(Box::new(clash.clone())).unwrap();
         registry.register(Box::new(mine.clone())).unwrap();
         mine.inc();
-        let body = text(|o| render(&store, &Services::default(), &registry, o));
+        let body = text(|o| render(&store, &Mutex::new(Services::default()), &registry, o));
         assert_eq!(body.matches("# TYPE wasmon_clash ").count(), 1, "{body}");
         assert!(body.ends_with(
             "# HELP wasmon_self_total Mine.\n# TYPE wasmon_self_total counter\nwasmon_self_total 1\n"
@@ -388,7 +402,12 @@ mod tests {
                     .label("text", "line1\nline2")
                     .help("Depth; \\ backslash \"quoted\"\nsecond line"),
                 Sample::gauge("queue_depth", f64::NAN).label("q", ""),
-                Sample::gauge("queue_depth", f64::INFINITY).label("q", "}{,=\u{0}\t\r"),
+                Sample::gauge("queue_depth", f64::INFINITY).label("q", "}{,=\t"),
+                // Refused: control characters and bad counters.
+                Sample::gauge("queue_depth", 1.0).label("q", "\u{0}\x1b[2J\x07\r"),
+                Sample::counter("bad_counter", -1.0),
+                Sample::counter("bad_counter", f64::NAN),
+                Sample::gauge("colour", 1.0).help("Red \x1b[31m\r\x07 text\0."),
                 Sample::gauge("queue_depth", f64::NEG_INFINITY).label("q", "☃ héllo"),
                 Sample::gauge("tiny", 1e-300).label("plugin", "spoofed"),
                 Sample::counter("events", 1e300).label("kind", "x"),
@@ -415,7 +434,7 @@ mod tests {
             ],
             T0,
         );
-        assert_eq!(report.stored, 8, "{report:?}");
+        assert_eq!(report.stored, 9, "{report:?}");
         let config = crate::config::SamplingConfig::default();
         let mut system = crate::sampling::SystemSampler::new(&config);
         let samples = system.sample();
@@ -434,7 +453,12 @@ mod tests {
             .observe(0.001);
 
         let mut body = Vec::new();
-        render(&store, &Services::default(), &telemetry.registry, &mut body);
+        render(
+            &store,
+            &Mutex::new(Services::default()),
+            &telemetry.registry,
+            &mut body,
+        );
         let body = String::from_utf8(body).unwrap();
         assert!(body.contains("exported_plugin=\"spoofed\""), "{body}");
         assert!(body.contains("events_total{"), "{body}");
@@ -444,6 +468,13 @@ mod tests {
             "{body}"
         );
         assert!(!body.contains("fooBar"), "{body}");
+        assert!(
+            !body
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{body:?}"
+        );
+        assert!(body.contains("# HELP colour Red \u{fffd}[31m\u{fffd}\u{fffd} text\u{fffd}.\n"));
 
         let mut child = std::process::Command::new(promtool())
             .args(["check", "metrics"])

@@ -178,12 +178,25 @@ impl EventLog {
         self.inner.lock().cursors.remove(sink);
     }
 
-    /// Events a sink has yet to acknowledge.
+    /// Events a sink has yet to acknowledge that the log still holds: from its
+    /// cursor, or from the oldest event kept when the ones after its cursor
+    /// were already evicted (those are lost, counted in the drop counter, and
+    /// no longer waiting). Never more than the log holds.
     pub fn backlog(&self, sink: &str) -> u64 {
         let ring = self.inner.lock();
         ring.cursors
             .get(sink)
-            .map_or(0, |&c| ring.end().saturating_sub(c))
+            .map_or(0, |&c| ring.end().saturating_sub(c.max(ring.first)))
+    }
+
+    /// Events the log holds now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().events.len()
+    }
+
+    /// Whether the log holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -232,6 +245,21 @@ mod tests {
         assert_eq!(skipped, 2);
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].0, 7);
+    }
+
+    #[test]
+    fn backlog_never_counts_evicted_events() {
+        let log = EventLog::new(100);
+        assert_eq!(log.cursor_or("s", 0), 0);
+        assert!(log.is_empty());
+        log.append_all((0..1000).map(event));
+        assert_eq!(log.len(), 100);
+        assert_eq!(log.backlog("s"), 100, "only what the log still holds");
+        log.ack("s", 950);
+        assert_eq!(log.backlog("s"), 50);
+        log.ack("s", 1000);
+        assert_eq!(log.backlog("s"), 0);
+        assert_eq!(log.backlog("unknown"), 0);
     }
 
     #[test]

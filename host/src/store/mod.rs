@@ -1,6 +1,6 @@
 //! The store: the latest value and a bounded history of every series, from every
-//! source (system samplers, plugins, alerts), with per-plugin and global
-//! cardinality limits.
+//! source (system samplers, plugins, alerts), with per-source limits and two
+//! separate budgets, so plugins can never take the room of the host's series.
 //!
 //! # Model
 //!
@@ -21,9 +21,18 @@
 //! - A family has one kind. Counters are exported with a `_total` suffix, and a
 //!   gauge `foo` and a counter `foo` (exported `foo_total`) conflict: the second
 //!   to arrive is dropped as `type_conflict` while the first has live series.
-//! - Series held (live and stale) never exceed the limits: `max_series` of a
-//!   plugin source, [`StoreConfig::max_series`] overall. Stale series are evicted
-//!   to make room; live ones never are.
+//! - Every label value is free of control characters (tab and newline aside)
+//!   and every counter's value is a finite number ≥ 0, whatever the source; a
+//!   counter that goes down is stored as is (Prometheus reads it as a reset).
+//! - Series held (live and stale) never exceed the limits: the `max_series`
+//!   of a plugin or derived source, and two budgets: the plugins together hold
+//!   at most [`StoreConfig::max_series`], the host's own sources (samplers,
+//!   alerts) at most [`StoreConfig::reserved_series`]. A budget's stale series
+//!   are evicted to make room in that budget only; live ones never are. So a
+//!   plugin, however many series it churns, never pushes out a host series.
+//! - Every refused sample is counted per source and reason
+//!   ([`Store::source_stats`], and `wasmon_series_refused_total` when
+//!   [`Store::with_refused_counter`] is given one).
 //! - The store knows nothing of any exposition format. [`ExportCache`] is an
 //!   opaque per-series slot that `export::prometheus` fills and reads.
 //!
@@ -46,36 +55,47 @@
 //! series once rendered; ≈ 11.6 KiB once its hour of history is full.
 
 mod history;
+mod inner;
 mod labels;
 pub mod lint;
+mod read;
 pub mod validate;
 
 use crate::config::StoreConfig;
-use crate::model::{Labels, MetricKind, Sample};
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use history::History;
-use labels::LabelSet;
-use parking_lot::{RwLock, RwLockReadGuard};
+use crate::model::{Labels, Sample};
+use inner::{Budget, Inner};
+use parking_lot::RwLock;
+pub use read::{FamilyView, SeriesView, StoreRead};
 use serde::Serialize;
-use std::hash::BuildHasher;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
-use validate::{Problem, exported_label, exported_name};
+use validate::Problem;
 
-/// Identifies a registered source; cheap to copy. The same name always maps to
-/// the same id, even after [`Store::remove_source`].
+/// Identifies a registered source; cheap to copy. The same name (and
+/// namespace: host or plugin) always maps to the same id, even after
+/// [`Store::remove_source`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceId(u32);
 
 /// What kind of producer a source is, which decides how its samples are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceKind {
-    /// The host's own samplers and alerts: trusted, may use the `wasmon_` and
+    /// The host's own samplers: trusted, may use the `wasmon_` and
     /// `monitoring_` prefixes, no labels added, not linted (names and labels
-    /// must still be well formed).
+    /// must still be well formed). Counted in [`StoreConfig::reserved_series`].
     Host,
+    /// A host source whose label sets come from plugins (the alerts, from
+    /// rules): trusted names like [`Host`](Self::Host), labels checked like a
+    /// plugin's, no label added; holds at most `max_series`, in the host's
+    /// budget, so rules cannot fill the samplers' room through it.
+    Derived {
+        /// Most series (live and stale) this source may hold.
+        max_series: usize,
+    },
     /// A plugin: every new series is validated and linted, gets a
-    /// `plugin="<source name>"` label, and the source holds at most `max_series`.
+    /// `plugin="<source name>"` label, and the source holds at most
+    /// `max_series`, in the plugins' budget ([`StoreConfig::max_series`]).
     Plugin {
         /// Most series (live and stale) this source may hold.
         max_series: usize,
@@ -93,9 +113,9 @@ pub enum DropReason {
     Lint,
     /// The family already exists with the other kind.
     TypeConflict,
-    /// The plugin already holds its `max_series`.
+    /// The source already holds its `max_series`.
     SeriesLimit,
-    /// The store already holds [`StoreConfig::max_series`].
+    /// The plugins already hold [`StoreConfig::max_series`] series together.
     GlobalLimit,
     /// A bad label: invalid or reserved name, too long, too many, duplicated.
     InvalidLabel,
@@ -103,11 +123,17 @@ pub enum DropReason {
     Duplicate,
     /// The source was removed (or never registered with this store).
     UnknownSource,
+    /// The host's sources already hold [`StoreConfig::reserved_series`] series together.
+    ReservedLimit,
+    /// A label value has a control character (tab and newline aside).
+    ControlCharacter,
+    /// A counter's value is negative, NaN or infinite.
+    InvalidValue,
 }
 
 impl DropReason {
-    /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 9] = [
+    /// Every reason, in a stable order (the declaration's).
+    pub const ALL: [DropReason; 12] = [
         DropReason::InvalidName,
         DropReason::ReservedName,
         DropReason::Lint,
@@ -117,6 +143,9 @@ impl DropReason {
         DropReason::InvalidLabel,
         DropReason::Duplicate,
         DropReason::UnknownSource,
+        DropReason::ReservedLimit,
+        DropReason::ControlCharacter,
+        DropReason::InvalidValue,
     ];
 
     /// The reason as a metric label value, e.g. `series_limit`.
@@ -131,6 +160,9 @@ impl DropReason {
             DropReason::InvalidLabel => "invalid_label",
             DropReason::Duplicate => "duplicate",
             DropReason::UnknownSource => "unknown_source",
+            DropReason::ReservedLimit => "reserved_limit",
+            DropReason::ControlCharacter => "control_character",
+            DropReason::InvalidValue => "invalid_value",
         }
     }
 }
@@ -210,6 +242,14 @@ pub struct StoreStats {
     pub live_series: usize,
     /// Series held, live and stale.
     pub held_series: usize,
+    /// Series held by plugin sources.
+    pub plugin_series: usize,
+    /// The plugins' budget, [`StoreConfig::max_series`].
+    pub max_series: usize,
+    /// Series held by the host's own sources (samplers, alerts).
+    pub host_series: usize,
+    /// The host's budget, [`StoreConfig::reserved_series`].
+    pub reserved_series: usize,
     /// Heap bytes of all history buckets.
     pub history_bytes: usize,
     /// Approximate bytes held for all series (structs, labels, indexes, caches, history).
@@ -235,10 +275,34 @@ impl ExportCache {
     }
 }
 
+/// One source as [`Store::source_stats`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceStats {
+    /// Its name: a plugin's, or `system`, `gpu`, `alerts`.
+    pub name: String,
+    /// `host`, `derived` (host names, labels from plugins: the alerts) or `plugin`.
+    pub kind: &'static str,
+    /// Whether it is registered (a removed plugin's source is not).
+    pub registered: bool,
+    /// Series exported now.
+    pub live_series: usize,
+    /// Series held, live and stale.
+    pub held_series: usize,
+    /// Its own limit, if it has one.
+    pub max_series: Option<usize>,
+    /// Samples refused since it was first registered, all reasons.
+    pub refused_total: u64,
+    /// Samples refused by reason (`series_limit`, `global_limit`, ...); only
+    /// reasons that happened.
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
 /// Latest values and bounded history of every series; `Send + Sync`, shared
 /// as `Arc<Store>`.
 pub struct Store {
     inner: RwLock<Inner>,
+    /// `wasmon_series_refused_total{source,kind,reason}`, when given.
+    refused: Option<prometheus::IntCounterVec>,
 }
 
 impl std::fmt::Debug for Store {
@@ -256,51 +320,38 @@ impl Store {
         let window_ms = config.history_window.as_millis().max(1000) as u64;
         let resolution_ms = (config.history_resolution.as_millis() as u64).clamp(1000, window_ms);
         let span = u32::try_from(window_ms.div_ceil(resolution_ms)).unwrap_or(u32::MAX);
+        let mut caps = [0; 2];
+        caps[Budget::Host as usize] = config.reserved_series;
+        caps[Budget::Plugins as usize] = config.max_series;
         Store {
-            inner: RwLock::new(Inner {
-                resolution_ms,
-                window_ms,
-                span,
-                max_series: config.max_series,
-                hasher: DefaultHashBuilder::default(),
-                sources: Vec::new(),
-                source_ids: HashMap::new(),
-                families: Vec::new(),
-                free_families: Vec::new(),
-                family_ids: HashMap::new(),
-                order: Vec::new(),
-                series: Vec::new(),
-                free_series: Vec::new(),
-                held: 0,
-                live: 0,
-                next_sweep_ms: 0,
-                name_buf: String::new(),
-                pending: Vec::new(),
-            }),
+            inner: RwLock::new(Inner::new(resolution_ms, window_ms, span, caps)),
+            refused: None,
         }
     }
 
-    /// Registers (or re-registers, updating kind/limit) a source by name; same name -> same id.
+    /// Counts every refused sample in `counter`, labelled `source` (the
+    /// source's name), `kind` (`host`, `derived`, `plugin`) and `reason`
+    /// ([`DropReason::as_str`]).
+    pub fn with_refused_counter(mut self, counter: prometheus::IntCounterVec) -> Self {
+        self.refused = Some(counter);
+        self
+    }
+
+    /// Registers (or re-registers, updating kind/limit) a source by name; same
+    /// name -> same id. Host and derived sources share one namespace, plugins
+    /// have another: a plugin named `system` is not the system sampler.
     pub fn source(&self, name: &str, kind: SourceKind) -> SourceId {
-        let mut inner = self.inner.write();
-        if let Some(&id) = inner.source_ids.get(name) {
-            if let Some(source) = inner.sources.get_mut(id as usize) {
-                source.kind = kind;
-                source.registered = true;
-            }
-            return SourceId(id);
-        }
-        let id = u32::try_from(inner.sources.len()).unwrap_or(u32::MAX);
-        inner.sources.push(Source {
-            name: name.into(),
-            kind,
-            registered: true,
-            epoch: 0,
-            table: HashTable::new(),
-            live: 0,
-        });
-        inner.source_ids.insert(name.into(), id);
-        SourceId(id)
+        SourceId(self.inner.write().register(name, kind))
+    }
+
+    /// The plugins' budget ([`StoreConfig::max_series`]) and the host's
+    /// ([`StoreConfig::reserved_series`]).
+    pub fn budgets(&self) -> (usize, usize) {
+        let inner = self.inner.read();
+        (
+            inner.caps[Budget::Plugins as usize],
+            inner.caps[Budget::Host as usize],
+        )
     }
 
     /// Replaces the source's snapshot: series it does not return again leave /metrics and select()
@@ -309,9 +360,24 @@ impl Store {
     /// `now_ms` is Unix milliseconds; a sample's own `timestamp_ms` places it in
     /// history (clamped to `now_ms`), and also drives aging of stale series.
     pub fn apply(&self, source: SourceId, samples: Vec<Sample>, now_ms: u64) -> ApplyReport {
-        // Samples are dropped after the lock is released.
-        let report = self.inner.write().apply(source.0, &samples, now_ms);
+        // Samples are dropped, and refusals counted, after the lock is released.
+        let (report, label) = {
+            let mut inner = self.inner.write();
+            let report = inner.apply(source.0, &samples, now_ms);
+            let label = (self.refused.is_some() && !report.dropped.is_empty())
+                .then(|| inner.sources.get(source.0 as usize))
+                .flatten()
+                .map(|s| (s.name.to_string(), kind_name(s.kind)));
+            (report, label)
+        };
         drop(samples);
+        if let (Some(counter), Some((name, kind))) = (&self.refused, label) {
+            for (reason, n) in &report.dropped {
+                counter
+                    .with_label_values(&[name.as_str(), kind, reason.as_str()])
+                    .inc_by(*n as u64);
+            }
+        }
         report
     }
 
@@ -319,15 +385,7 @@ impl Store {
     /// id stays reserved for its name; applying to it drops everything as
     /// `unknown_source` until it is registered again.
     pub fn remove_source(&self, source: SourceId) {
-        let mut inner = self.inner.write();
-        let Some(src) = inner.sources.get_mut(source.0 as usize) else {
-            return;
-        };
-        src.registered = false;
-        let ids: Vec<u32> = src.table.iter().map(|&(_, id)| id).collect();
-        for id in ids {
-            inner.remove_series(id);
-        }
+        self.inner.write().unregister(source.0);
     }
 
     /// Latest sample of every live series whose *exported* name matches a selector: exact name, or a
@@ -432,7 +490,7 @@ impl Store {
 
     /// Live series: those exported now.
     pub fn series_count(&self) -> usize {
-        self.inner.read().live
+        self.inner.read().live.iter().sum()
     }
 
     /// Counts and approximate memory; walks every series, so meant for
@@ -442,11 +500,15 @@ impl Store {
         let mut stats = StoreStats {
             sources: inner.sources.iter().filter(|s| s.registered).count(),
             families: inner.order.len(),
-            live_series: inner.live,
-            held_series: inner.held,
+            live_series: inner.live.iter().sum(),
+            held_series: inner.held.iter().sum(),
+            plugin_series: inner.held[Budget::Plugins as usize],
+            max_series: inner.caps[Budget::Plugins as usize],
+            host_series: inner.held[Budget::Host as usize],
+            reserved_series: inner.caps[Budget::Host as usize],
             ..StoreStats::default()
         };
-        let slot = std::mem::size_of::<Option<Series>>();
+        let slot = std::mem::size_of::<Option<inner::Series>>();
         for series in inner.series.iter().flatten() {
             stats.history_bytes += series.history.heap_bytes();
             stats.approx_bytes += slot
@@ -459,6 +521,27 @@ impl Store {
         stats
     }
 
+    /// Every source ever registered (a removed plugin's too, with
+    /// `registered: false`), host sources first, then by name.
+    pub fn sources(&self) -> Vec<SourceStats> {
+        let inner = self.inner.read();
+        let mut out: Vec<SourceStats> = inner.sources.iter().map(source_stats).collect();
+        out.sort_by(|a, b| (a.kind == "plugin", &a.name).cmp(&(b.kind == "plugin", &b.name)));
+        out
+    }
+
+    /// One source by name: a plugin's when `plugin`, else a host source's.
+    pub fn source_stats(&self, name: &str, plugin: bool) -> Option<SourceStats> {
+        let inner = self.inner.read();
+        let budget = if plugin {
+            Budget::Plugins
+        } else {
+            Budget::Host
+        };
+        let id = inner.source_id(budget, name)?;
+        inner.sources.get(id as usize).map(source_stats)
+    }
+
     /// Read access for exporters, in family-name order. Writers wait while the
     /// returned view lives: format, don't block.
     pub fn read(&self) -> StoreRead<'_> {
@@ -468,693 +551,35 @@ impl Store {
     }
 }
 
-/// A read-locked view of the store for exporters (see [`Store::read`]).
-pub struct StoreRead<'a> {
-    inner: RwLockReadGuard<'a, Inner>,
-}
-
-impl<'a> StoreRead<'a> {
-    /// Families with at least one live series, in name order.
-    pub fn families(&self) -> impl Iterator<Item = FamilyView<'_>> {
-        let inner: &Inner = &self.inner;
-        inner
-            .order
-            .iter()
-            .filter_map(move |&fid| inner.family(fid))
-            .filter(|f| f.live > 0)
-            .map(move |family| FamilyView { inner, family })
-    }
-
-    /// Whether a family of this exported name has live series.
-    pub fn has_family(&self, name: &str) -> bool {
-        self.inner
-            .family_ids
-            .get(name)
-            .and_then(|&f| self.inner.family(f))
-            .is_some_and(|f| f.live > 0)
+/// `host`, `derived` or `plugin`.
+fn kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Host => "host",
+        SourceKind::Derived { .. } => "derived",
+        SourceKind::Plugin { .. } => "plugin",
     }
 }
 
-/// One family, read-locked.
-pub struct FamilyView<'a> {
-    inner: &'a Inner,
-    family: &'a Family,
-}
-
-impl<'a> FamilyView<'a> {
-    /// Exported name (counters end in `_total`).
-    pub fn name(&self) -> &'a str {
-        &self.family.name
-    }
-
-    /// Gauge or counter.
-    pub fn kind(&self) -> MetricKind {
-        self.family.kind
-    }
-
-    /// Help text, raw (not escaped); never empty.
-    pub fn help(&self) -> &'a str {
-        &self.family.help
-    }
-
-    /// The family's live series, in creation order.
-    pub fn series(&self) -> impl Iterator<Item = SeriesView<'a>> + 'a {
-        let inner = self.inner;
-        inner
-            .live_members(self.family)
-            .map(move |series| SeriesView {
-                series,
-                host_label: inner.host_label(series),
-            })
+fn source_stats(source: &inner::Source) -> SourceStats {
+    let refused: BTreeMap<&'static str, u64> = DropReason::ALL
+        .iter()
+        .zip(source.refused)
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, n)| (reason.as_str(), n))
+        .collect();
+    SourceStats {
+        name: source.name.to_string(),
+        kind: kind_name(source.kind),
+        registered: source.registered,
+        live_series: source.live,
+        held_series: source.table.len(),
+        max_series: source.kind.limit(),
+        refused_total: refused.values().sum(),
+        refused,
     }
 }
 
-/// One live series, read-locked.
-pub struct SeriesView<'a> {
-    series: &'a Series,
-    host_label: Option<&'a str>,
-}
-
-impl<'a> SeriesView<'a> {
-    /// All labels, the host-added `plugin` label included, sorted by name.
-    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        merge_host_label(&self.series.labels, self.host_label)
-    }
-
-    /// Latest value.
-    pub fn value(&self) -> f64 {
-        self.series.value
-    }
-
-    /// Unix milliseconds of the latest value.
-    pub fn updated_ms(&self) -> u64 {
-        self.series.updated_ms
-    }
-
-    /// The exporter's slot for this series (see [`ExportCache`]).
-    pub fn export_cache(&self) -> &'a ExportCache {
-        &self.series.export
-    }
-}
-
-/// Stored labels with the host's `plugin` label merged in name order.
-fn merge_host_label<'a>(
-    labels: &'a LabelSet,
-    host: Option<&'a str>,
-) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-    let mut host = host.map(|v| (validate::PLUGIN_LABEL, v));
-    let mut rest = labels.iter().peekable();
-    std::iter::from_fn(move || {
-        let take_host = match (&host, rest.peek()) {
-            (Some(h), Some(next)) => h.0 < next.0,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if take_host { host.take() } else { rest.next() }
-    })
-}
-
-struct Source {
-    name: Box<str>,
-    kind: SourceKind,
-    registered: bool,
-    /// Bumped per snapshot; series seen in it carry the same number.
-    epoch: u32,
-    /// `(hash, series id)` of every series the source holds, live or stale.
-    table: HashTable<(u64, u32)>,
-    live: usize,
-}
-
-impl Source {
-    fn is_plugin(&self) -> bool {
-        matches!(self.kind, SourceKind::Plugin { .. })
-    }
-}
-
-struct Family {
-    name: Box<str>,
-    kind: MetricKind,
-    help: Box<str>,
-    /// Whether `help` came from a sample rather than being generated.
-    help_given: bool,
-    /// Series ids, live and stale.
-    members: Vec<u32>,
-    live: usize,
-}
-
-struct Series {
-    family: u32,
-    /// Position in the family's `members`.
-    slot: u32,
-    source: u32,
-    hash: u64,
-    labels: LabelSet,
-    value: f64,
-    updated_ms: u64,
-    seen_epoch: u32,
-    live: bool,
-    history: History,
-    export: ExportCache,
-}
-
-struct Inner {
-    resolution_ms: u64,
-    window_ms: u64,
-    /// Buckets in the window.
-    span: u32,
-    max_series: usize,
-    hasher: DefaultHashBuilder,
-    sources: Vec<Source>,
-    source_ids: HashMap<Box<str>, u32>,
-    families: Vec<Option<Family>>,
-    free_families: Vec<u32>,
-    family_ids: HashMap<Box<str>, u32>,
-    /// Family ids sorted by name.
-    order: Vec<u32>,
-    series: Vec<Option<Series>>,
-    free_series: Vec<u32>,
-    held: usize,
-    live: usize,
-    next_sweep_ms: u64,
-    /// Scratch: an exported name being looked up.
-    name_buf: String,
-    /// Scratch: indices of samples that matched no series.
-    pending: Vec<usize>,
-}
-
-impl Inner {
-    fn family(&self, fid: u32) -> Option<&Family> {
-        self.families.get(fid as usize).and_then(Option::as_ref)
-    }
-
-    fn family_name(&self, fid: u32) -> &str {
-        self.family(fid).map_or("", |f| &f.name)
-    }
-
-    fn get(&self, id: u32) -> Option<&Series> {
-        self.series.get(id as usize).and_then(Option::as_ref)
-    }
-
-    fn live_members<'a>(&'a self, family: &'a Family) -> impl Iterator<Item = &'a Series> + 'a {
-        family
-            .members
-            .iter()
-            .filter_map(|&id| self.get(id))
-            .filter(|s| s.live)
-    }
-
-    fn bucket(&self, time_ms: u64) -> u32 {
-        u32::try_from(time_ms / self.resolution_ms).unwrap_or(u32::MAX)
-    }
-
-    /// The value of the host's `plugin` label for a series, if its source is a plugin.
-    fn host_label(&self, series: &Series) -> Option<&str> {
-        self.sources
-            .get(series.source as usize)
-            .filter(|s| s.is_plugin())
-            .map(|s| &*s.name)
-    }
-
-    fn label_value<'a>(&'a self, series: &'a Series, name: &str) -> Option<&'a str> {
-        match self.host_label(series) {
-            Some(plugin) if name == validate::PLUGIN_LABEL => Some(plugin),
-            _ => series.labels.get(name),
-        }
-    }
-
-    fn labels_of(&self, series: &Series) -> Labels {
-        merge_host_label(&series.labels, self.host_label(series))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn apply(&mut self, source: u32, samples: &[Sample], now_ms: u64) -> ApplyReport {
-        let mut report = ApplyReport::default();
-        let Some(src) = self
-            .sources
-            .get_mut(source as usize)
-            .filter(|s| s.registered)
-        else {
-            for sample in samples {
-                report.drop(Problem::UnknownSource, sample);
-            }
-            return report;
-        };
-        src.epoch = src.epoch.wrapping_add(1);
-        let epoch = src.epoch;
-        let plugin = src.is_plugin();
-        let limit = match src.kind {
-            SourceKind::Plugin { max_series } => Some(max_series),
-            SourceKind::Host => None,
-        };
-
-        // Pass 1: update the series that exist (no allocation, no validation).
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.clear();
-        for (i, sample) in samples.iter().enumerate() {
-            let Some(id) = self.find(source, sample, plugin) else {
-                pending.push(i);
-                continue;
-            };
-            match self.update(id, epoch, sample, now_ms) {
-                Ok(()) => report.stored += 1,
-                Err(problem) => report.drop(problem, sample),
-            }
-        }
-
-        // Series the snapshot no longer has go stale.
-        self.mark_unseen_stale(source, epoch);
-
-        // Pass 2: validate and create the new ones.
-        for (n, &i) in pending.iter().enumerate() {
-            let Some(sample) = samples.get(i) else {
-                continue;
-            };
-            let left = pending.len() - n;
-            match self.insert(source, sample, plugin, limit, left, epoch, now_ms) {
-                Ok(()) => report.stored += 1,
-                Err(problem) => report.drop(problem, sample),
-            }
-        }
-        self.pending = pending;
-
-        if now_ms >= self.next_sweep_ms {
-            self.sweep(now_ms);
-            self.next_sweep_ms = now_ms.saturating_add(self.resolution_ms);
-        }
-        report
-    }
-
-    /// The series of `source` this sample updates, if it exists.
-    fn find(&mut self, source: u32, sample: &Sample, plugin: bool) -> Option<u32> {
-        let name = exported_name(&mut self.name_buf, &sample.name, sample.kind);
-        let &fid = self.family_ids.get(name)?;
-        if self.family(fid)?.kind != sample.kind {
-            return None;
-        }
-        let hash = series_hash(
-            &self.hasher,
-            fid,
-            sample
-                .labels
-                .iter()
-                .map(|(n, v)| (exported_label(n, plugin), v.as_str())),
-        );
-        let table = &self.sources.get(source as usize)?.table;
-        let series = &self.series;
-        table
-            .find(hash, |&(h, id)| {
-                h == hash
-                    && series
-                        .get(id as usize)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|s| s.family == fid && same_labels(&s.labels, sample, plugin))
-            })
-            .map(|&(_, id)| id)
-    }
-
-    fn update(&mut self, id: u32, epoch: u32, sample: &Sample, now_ms: u64) -> Result<(), Problem> {
-        let span = self.span;
-        let time_ms = sample.timestamp_ms.unwrap_or(now_ms).min(now_ms);
-        let index = self.bucket(time_ms);
-        let Some(series) = self.series.get_mut(id as usize).and_then(Option::as_mut) else {
-            return Err(Problem::UnknownSource);
-        };
-        if series.seen_epoch == epoch {
-            return Err(Problem::Duplicate);
-        }
-        series.seen_epoch = epoch;
-        series.value = sample.value;
-        series.updated_ms = series.updated_ms.max(time_ms);
-        series.history.record(index, sample.value, span);
-        let (fid, source, revived) = (series.family, series.source, !series.live);
-        series.live = true;
-        let Some(family) = self.families.get_mut(fid as usize).and_then(Option::as_mut) else {
-            return Ok(());
-        };
-        if !family.help_given
-            && let Some(help) = validate::help(sample.help.as_deref())
-        {
-            family.help = help.into();
-            family.help_given = true;
-        }
-        if revived {
-            family.live += 1;
-            self.live += 1;
-            if let Some(src) = self.sources.get_mut(source as usize) {
-                src.live += 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn mark_unseen_stale(&mut self, source: u32, epoch: u32) {
-        let Some(src) = self.sources.get_mut(source as usize) else {
-            return;
-        };
-        if src.live == 0 {
-            return;
-        }
-        let mut went_stale = 0;
-        for &(_, id) in src.table.iter() {
-            let Some(series) = self.series.get_mut(id as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            if series.live && series.seen_epoch != epoch {
-                series.live = false;
-                went_stale += 1;
-                if let Some(family) = self
-                    .families
-                    .get_mut(series.family as usize)
-                    .and_then(Option::as_mut)
-                {
-                    family.live -= 1;
-                }
-            }
-        }
-        src.live -= went_stale;
-        self.live -= went_stale;
-    }
-
-    /// Creates the series for a sample that matched none. `left` is how many
-    /// new samples remain in this snapshot, this one included (how much room
-    /// to make at once).
-    #[allow(clippy::too_many_arguments)]
-    fn insert(
-        &mut self,
-        source: u32,
-        sample: &Sample,
-        plugin: bool,
-        limit: Option<usize>,
-        left: usize,
-        epoch: u32,
-        now_ms: u64,
-    ) -> Result<(), Problem> {
-        let checked = validate::check(sample, plugin)?;
-        // Pass 1 found no series for it, so one found now was created by an
-        // earlier sample of this snapshot.
-        if self.find(source, sample, plugin).is_some() {
-            return Err(Problem::Duplicate);
-        }
-        // A family of the other kind (this name, or its `_total` sibling) with
-        // live series wins; one with only stale series gives way.
-        for name in sibling_names(&checked.name, sample.kind) {
-            let held = self
-                .family_ids
-                .get(name.as_str())
-                .and_then(|&fid| self.family(fid).map(|f| (fid, f.kind, f.live)));
-            if let Some((fid, kind, live)) = held
-                && kind != sample.kind
-            {
-                if live > 0 {
-                    return Err(Problem::TypeConflict(kind));
-                }
-                self.remove_family(fid);
-            }
-        }
-        self.make_room(source, limit, left)?;
-
-        let fid = match self.family_ids.get(checked.name.as_str()) {
-            Some(&fid) => fid,
-            None => self.create_family(&checked.name, sample, source),
-        };
-        let hash = series_hash(&self.hasher, fid, checked.labels.iter().copied());
-        let time_ms = sample.timestamp_ms.unwrap_or(now_ms).min(now_ms);
-        let mut history = History::default();
-        history.record(self.bucket(time_ms), sample.value, self.span);
-        let Some(family) = self.families.get_mut(fid as usize).and_then(Option::as_mut) else {
-            return Err(Problem::UnknownSource);
-        };
-        if !family.help_given
-            && let Some(help) = validate::help(sample.help.as_deref())
-        {
-            family.help = help.into();
-            family.help_given = true;
-        }
-        let id = match self.free_series.pop() {
-            Some(id) => id,
-            None => {
-                self.series.push(None);
-                u32::try_from(self.series.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        let slot = u32::try_from(family.members.len()).unwrap_or(u32::MAX);
-        family.members.push(id);
-        family.live += 1;
-        let series = Series {
-            family: fid,
-            slot,
-            source,
-            hash,
-            labels: LabelSet::from_sorted(&checked.labels),
-            value: sample.value,
-            updated_ms: time_ms,
-            seen_epoch: epoch,
-            live: true,
-            history,
-            export: ExportCache::default(),
-        };
-        if let Some(entry) = self.series.get_mut(id as usize) {
-            *entry = Some(series);
-        }
-        if let Some(src) = self.sources.get_mut(source as usize) {
-            src.table.insert_unique(hash, (hash, id), |&(h, _)| h);
-            src.live += 1;
-        }
-        self.held += 1;
-        self.live += 1;
-        Ok(())
-    }
-
-    /// Ensures one more series fits the source's and the store's limits,
-    /// evicting stale series (oldest first) when that helps.
-    fn make_room(&mut self, source: u32, limit: Option<usize>, left: usize) -> Result<(), Problem> {
-        if let Some(max) = limit {
-            let (held, live) = self
-                .sources
-                .get(source as usize)
-                .map_or((0, 0), |s| (s.table.len(), s.live));
-            if held >= max {
-                if held > live {
-                    self.evict_stale(Some(source), held + left - max);
-                }
-                let held = self
-                    .sources
-                    .get(source as usize)
-                    .map_or(0, |s| s.table.len());
-                if held >= max {
-                    return Err(Problem::SeriesLimit(max));
-                }
-            }
-        }
-        if self.held >= self.max_series {
-            if self.held > self.live {
-                self.evict_stale(None, self.held + left - self.max_series);
-            }
-            if self.held >= self.max_series {
-                return Err(Problem::GlobalLimit(self.max_series));
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes up to `count` stale series, least recently updated first, of
-    /// one source or of all.
-    fn evict_stale(&mut self, source: Option<u32>, count: usize) {
-        let mut stale: Vec<(u64, u32)> = match source {
-            Some(source) => {
-                let Some(src) = self.sources.get(source as usize) else {
-                    return;
-                };
-                src.table
-                    .iter()
-                    .filter_map(|&(_, id)| self.get(id).map(|s| (s, id)))
-                    .filter(|(s, _)| !s.live)
-                    .map(|(s, id)| (s.updated_ms, id))
-                    .collect()
-            }
-            None => self
-                .series
-                .iter()
-                .enumerate()
-                .filter_map(|(id, s)| s.as_ref().map(|s| (s, id)))
-                .filter(|(s, _)| !s.live)
-                .map(|(s, id)| (s.updated_ms, u32::try_from(id).unwrap_or(u32::MAX)))
-                .collect(),
-        };
-        if count < stale.len() {
-            stale.select_nth_unstable(count);
-            stale.truncate(count);
-        }
-        for (_, id) in stale {
-            self.remove_series(id);
-        }
-    }
-
-    /// Drops stale series whose history has aged out of the window.
-    fn sweep(&mut self, now_ms: u64) {
-        if self.held == self.live {
-            return;
-        }
-        let oldest = self.bucket(now_ms).saturating_sub(self.span);
-        let expired: Vec<u32> = self
-            .series
-            .iter()
-            .enumerate()
-            .filter_map(|(id, s)| s.as_ref().map(|s| (s, id)))
-            .filter(|(s, _)| !s.live && s.history.newest().is_none_or(|n| n < oldest))
-            .map(|(_, id)| u32::try_from(id).unwrap_or(u32::MAX))
-            .collect();
-        for id in expired {
-            self.remove_series(id);
-        }
-    }
-
-    fn create_family(&mut self, name: &str, sample: &Sample, source: u32) -> u32 {
-        let (help, help_given) = match validate::help(sample.help.as_deref()) {
-            Some(help) => (help.into(), true),
-            None => {
-                let by = self.sources.get(source as usize).map_or("", |s| &*s.name);
-                let what = if self
-                    .sources
-                    .get(source as usize)
-                    .is_some_and(Source::is_plugin)
-                {
-                    "plugin"
-                } else {
-                    "host source"
-                };
-                let kind = sample.kind.as_str();
-                (
-                    format!("A {kind} from {what} {by} (it gave no help text).").into(),
-                    false,
-                )
-            }
-        };
-        let family = Family {
-            name: name.into(),
-            kind: sample.kind,
-            help,
-            help_given,
-            members: Vec::new(),
-            live: 0,
-        };
-        let fid = match self.free_families.pop() {
-            Some(fid) => {
-                if let Some(slot) = self.families.get_mut(fid as usize) {
-                    *slot = Some(family);
-                }
-                fid
-            }
-            None => {
-                self.families.push(Some(family));
-                u32::try_from(self.families.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        self.family_ids.insert(name.into(), fid);
-        let at = self.order.partition_point(|&f| self.family_name(f) < name);
-        self.order.insert(at, fid);
-        fid
-    }
-
-    /// Removes a family and every series in it.
-    fn remove_family(&mut self, fid: u32) {
-        let members = self
-            .family(fid)
-            .map(|f| f.members.clone())
-            .unwrap_or_default();
-        for id in members {
-            self.remove_series(id);
-        }
-        // The last series' removal removed the family; an empty one is removed here.
-        if self.families.get(fid as usize).is_some_and(Option::is_some) {
-            self.drop_family(fid);
-        }
-    }
-
-    fn drop_family(&mut self, fid: u32) {
-        let Some(family) = self.families.get_mut(fid as usize).and_then(Option::take) else {
-            return;
-        };
-        self.family_ids.remove(&family.name);
-        self.order.retain(|&f| f != fid);
-        self.free_families.push(fid);
-    }
-
-    fn remove_series(&mut self, id: u32) {
-        let Some(series) = self.series.get_mut(id as usize).and_then(Option::take) else {
-            return;
-        };
-        self.free_series.push(id);
-        self.held -= 1;
-        if series.live {
-            self.live -= 1;
-        }
-        if let Some(src) = self.sources.get_mut(series.source as usize) {
-            if let Ok(entry) = src.table.find_entry(series.hash, |&(_, s)| s == id) {
-                entry.remove();
-            }
-            if series.live {
-                src.live -= 1;
-            }
-        }
-        let Some(family) = self
-            .families
-            .get_mut(series.family as usize)
-            .and_then(Option::as_mut)
-        else {
-            return;
-        };
-        if series.live {
-            family.live -= 1;
-        }
-        let slot = series.slot as usize;
-        if slot < family.members.len() {
-            family.members.swap_remove(slot);
-            if let Some(&moved) = family.members.get(slot)
-                && let Some(m) = self.series.get_mut(moved as usize).and_then(Option::as_mut)
-            {
-                m.slot = series.slot;
-            }
-        }
-        if family.members.is_empty() {
-            self.drop_family(series.family);
-        }
-    }
-}
-
-/// The names that conflict with a new family `name` of `kind` if held with the
-/// other kind: the name itself, and the counter/gauge sibling (`foo` and `foo_total`).
-fn sibling_names(name: &str, kind: MetricKind) -> impl Iterator<Item = String> {
-    let sibling = match kind {
-        MetricKind::Counter => name.strip_suffix("_total").map(str::to_string),
-        MetricKind::Gauge => Some(format!("{name}_total")),
-    };
-    std::iter::once(name.to_string()).chain(sibling)
-}
-
-/// Hash of a series identity: its family and its labels, independent of label order.
-fn series_hash<'a>(
-    hasher: &DefaultHashBuilder,
-    family: u32,
-    labels: impl Iterator<Item = (&'a str, &'a str)>,
-) -> u64 {
-    let labels = labels.fold(0u64, |acc, pair| acc.wrapping_add(hasher.hash_one(pair)));
-    hasher.hash_one((family, labels))
-}
-
-/// Whether a sample's labels (as exported) are exactly a stored set. Stored
-/// names are unique, so "same count and each stored pair present" is a bijection
-/// and a sample with duplicate names never matches.
-fn same_labels(stored: &LabelSet, sample: &Sample, plugin: bool) -> bool {
-    stored.len() == sample.labels.len()
-        && stored.iter().all(|(name, value)| {
-            sample
-                .labels
-                .iter()
-                .any(|(n, v)| v == value && exported_label(n, plugin) == name)
-        })
-}
-
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::StoreConfig;
-use crate::model::Sample;
+use crate::model::{MetricKind, Sample};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -266,7 +266,7 @@ fn a_plugin_holds_at_most_its_series_limit() {
     assert_eq!(report.dropped(DropReason::SeriesLimit), 2);
     assert_eq!(
         report.first_problem.as_deref(),
-        Some("sample `x`: the plugin already holds its 3 series")
+        Some("sample `x`: the source already holds its 3 series")
     );
     // Existing series keep updating.
     let report = store.apply(p, numbered("a", 5), T0 + 1000);
@@ -490,7 +490,7 @@ fn explicit_timestamps_place_values_in_history() {
 
 #[test]
 fn per_series_memory_is_small() {
-    let size = std::mem::size_of::<Option<Series>>();
+    let size = std::mem::size_of::<Option<inner::Series>>();
     assert!(size <= 176, "Series is {size} bytes");
     let store = store();
     let p = store.source("p", plugin(20_000));

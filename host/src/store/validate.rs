@@ -2,11 +2,18 @@
 //! reserved prefixes, the `plugin` label convention and the lint rules.
 //!
 //! Checked once per *new* series: a sample that matches a series already held
-//! was valid when that series was created, so updates skip all of this.
+//! was valid when that series was created, so updates skip all of this except
+//! [`value`], the one property that changes with every sample.
+//!
+//! Every source, trusted or not, is held to what keeps `/metrics` well formed:
+//! valid names, no control character in a label value (NUL, ESC, BEL, CR, ...;
+//! a tab or a newline is fine, the exposition format escapes `\n`), and a
+//! counter's value is a finite number ≥ 0.
 
-use super::DropReason;
 use super::lint::{self, LintProblem};
+use super::{DropReason, SourceKind};
 use crate::model::{MetricKind, Sample};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest metric name a plugin may use (bytes, after `_total` is appended).
@@ -39,6 +46,10 @@ pub(crate) enum Problem {
     TypeConflict(MetricKind),
     SeriesLimit(usize),
     GlobalLimit(usize),
+    ReservedLimit(usize),
+    /// The label at this index has a control character in its value.
+    ControlCharacter(usize),
+    InvalidValue(&'static str),
     Duplicate,
     UnknownSource,
 }
@@ -54,6 +65,9 @@ impl Problem {
             Problem::TypeConflict(_) => DropReason::TypeConflict,
             Problem::SeriesLimit(_) => DropReason::SeriesLimit,
             Problem::GlobalLimit(_) => DropReason::GlobalLimit,
+            Problem::ReservedLimit(_) => DropReason::ReservedLimit,
+            Problem::ControlCharacter(_) => DropReason::ControlCharacter,
+            Problem::InvalidValue(_) => DropReason::InvalidValue,
             Problem::Duplicate => DropReason::Duplicate,
             Problem::UnknownSource => DropReason::UnknownSource,
         }
@@ -75,8 +89,18 @@ impl Problem {
             Problem::TypeConflict(held) => {
                 format!("the name is already held as a {}", held.as_str())
             }
-            Problem::SeriesLimit(max) => format!("the plugin already holds its {max} series"),
-            Problem::GlobalLimit(max) => format!("the store already holds its {max} series"),
+            Problem::SeriesLimit(max) => format!("the source already holds its {max} series"),
+            Problem::GlobalLimit(max) => {
+                format!("the plugins already hold the {max} series of `store.max_series`")
+            }
+            Problem::ReservedLimit(max) => format!(
+                "the host's sources already hold the {max} series of `store.reserved_series`"
+            ),
+            Problem::ControlCharacter(i) => format!(
+                "label `{}`: the value has a control character",
+                truncate(label(i), 64)
+            ),
+            Problem::InvalidValue(text) => text.to_string(),
             Problem::Duplicate => "the same series twice in one answer".to_string(),
             Problem::UnknownSource => "the source was removed".to_string(),
         };
@@ -118,20 +142,24 @@ pub(crate) fn exported_label(name: &str, plugin: bool) -> &str {
     }
 }
 
-/// Checks a sample that matches no series yet. Host sources (`plugin == false`)
-/// are trusted: only what would break the exposition format is checked.
-pub(crate) fn check(sample: &Sample, plugin: bool) -> Result<Checked<'_>, Problem> {
+/// Checks a sample that matches no series yet. Host sources are trusted: only
+/// what would break the exposition format is checked. A derived source's name
+/// is trusted but its labels come from a plugin, so they are checked like a
+/// plugin's. Plugins are checked for everything.
+pub(crate) fn check(sample: &Sample, kind: SourceKind) -> Result<Checked<'_>, Problem> {
+    let plugin = matches!(kind, SourceKind::Plugin { .. });
+    let strict_labels = !matches!(kind, SourceKind::Host);
     check_metric_name(&sample.name)?;
-    if plugin {
-        if let Some(prefix) = RESERVED_PREFIXES
+    value(sample)?;
+    if strict_labels && sample.labels.len() > MAX_LABELS {
+        return Err(Problem::TooManyLabels);
+    }
+    if plugin
+        && let Some(prefix) = RESERVED_PREFIXES
             .iter()
             .find(|p| starts_with_ignore_case(&sample.name, p))
-        {
-            return Err(Problem::ReservedName(prefix));
-        }
-        if sample.labels.len() > MAX_LABELS {
-            return Err(Problem::TooManyLabels);
-        }
+    {
+        return Err(Problem::ReservedName(prefix));
     }
     let mut buf = String::new();
     let name = exported_name(&mut buf, &sample.name, sample.kind).to_string();
@@ -146,7 +174,10 @@ pub(crate) fn check(sample: &Sample, plugin: bool) -> Result<Checked<'_>, Proble
         if !is_label_name(label) {
             return Err(Problem::Label(i, "invalid label name"));
         }
-        if plugin {
+        if has_control_character(value) {
+            return Err(Problem::ControlCharacter(i));
+        }
+        if strict_labels {
             if label.starts_with("__") {
                 return Err(Problem::Label(
                     i,
@@ -176,11 +207,58 @@ pub(crate) fn check(sample: &Sample, plugin: bool) -> Result<Checked<'_>, Proble
     Ok(Checked { name, labels })
 }
 
-/// Help text as kept: empty text is no text; long text is cut.
-pub(crate) fn help(text: Option<&str>) -> Option<&str> {
-    text.map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| truncate(t, MAX_HELP_LEN))
+/// Whether a sample's value may be stored: a counter's must be a finite
+/// number ≥ 0 (`-0` included); a gauge may be anything, `NaN` and infinities
+/// included.
+pub(crate) fn value(sample: &Sample) -> Result<(), Problem> {
+    if sample.kind != MetricKind::Counter {
+        return Ok(());
+    }
+    let v = sample.value;
+    if v.is_nan() {
+        Err(Problem::InvalidValue("a counter's value is NaN"))
+    } else if v < 0.0 {
+        Err(Problem::InvalidValue("a counter's value is negative"))
+    } else if v.is_infinite() {
+        Err(Problem::InvalidValue("a counter's value is infinite"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A control character that must not reach `/metrics` raw: every Unicode
+/// control character (C0, DEL, C1) but tab and newline.
+fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && c != '\t' && c != '\n'
+}
+
+/// Whether `text` has a character [`is_forbidden_control`] refuses.
+pub(crate) fn has_control_character(text: &str) -> bool {
+    // Every control character is below U+00A0; most text is ASCII printable.
+    text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2)
+        && text.chars().any(is_forbidden_control)
+}
+
+/// Help text as kept: empty text is no text; long text is cut; control
+/// characters other than tab and newline become U+FFFD.
+pub(crate) fn help(text: Option<&str>) -> Option<Cow<'_, str>> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
+    if !has_control_character(text) {
+        return Some(Cow::Borrowed(truncate(text, MAX_HELP_LEN)));
+    }
+    let mut clean: String = text
+        .chars()
+        .map(|c| {
+            if is_forbidden_control(c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let end = truncate(&clean, MAX_HELP_LEN).len();
+    clean.truncate(end);
+    Some(Cow::Owned(clean))
 }
 
 fn check_metric_name(name: &str) -> Result<(), Problem> {
@@ -238,9 +316,11 @@ mod tests {
 
     type Expect<'a> = Result<(&'a str, &'a [(&'a str, &'a str)]), &'a str>;
 
+    const PLUGIN: SourceKind = SourceKind::Plugin { max_series: 10 };
+
     #[track_caller]
     fn check_plugin(sample: Sample, expect: Expect<'_>) {
-        let got = check(&sample, true)
+        let got = check(&sample, PLUGIN)
             .map(|c| (c.name.clone(), c.labels.clone()))
             .map_err(|p| p.describe(&sample));
         match (got, expect) {
@@ -316,25 +396,123 @@ mod tests {
     #[test]
     fn host_samples_are_trusted_but_must_be_well_formed() {
         let s = Sample::gauge("wasmon_cpu_usage_ratio", 0.5).label("plugin", "p");
-        let c = check(&s, false).unwrap();
+        let c = check(&s, SourceKind::Host).unwrap();
         assert_eq!(c.name, "wasmon_cpu_usage_ratio");
         assert_eq!(c.labels, [("plugin", "p")]);
-        assert!(check(&Sample::gauge("a b", 1.0), false).is_err());
+        assert!(check(&Sample::gauge("a b", 1.0), SourceKind::Host).is_err());
         assert!(
             check(
                 &Sample::gauge("x", 1.0).label("a", "1").label("a", "2"),
-                false
+                SourceKind::Host
             )
             .is_err()
+        );
+        // Well formed is for everyone: control characters and bad counters.
+        let cr = Sample::gauge("wasmon_x", 1.0).label("mountpoint", "/mnt/a\rb");
+        assert_eq!(
+            check(&cr, SourceKind::Host).map(|_| ()),
+            Err(Problem::ControlCharacter(0))
+        );
+        let nan = Sample::counter("wasmon_y", f64::NAN);
+        assert_eq!(
+            check(&nan, SourceKind::Host)
+                .map(|_| ())
+                .map_err(Problem::reason),
+            Err(DropReason::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn derived_sources_have_host_names_and_plugin_labels() {
+        let derived = SourceKind::Derived { max_series: 10 };
+        let ok = Sample::gauge("wasmon_alert_active", 1.0).label("plugin", "r");
+        let c = check(&ok, derived).unwrap();
+        assert_eq!(
+            c.labels,
+            [("plugin", "r")],
+            "no renaming: no host label is added"
+        );
+        for bad in [
+            ok.clone().label("__name__", "x"),
+            ok.clone().label("clientId", "x"),
+            ok.clone().label("long", "x".repeat(1025)),
+        ] {
+            assert!(check(&bad, derived).is_err(), "{bad:?}");
+            assert!(check(&bad, SourceKind::Host).is_ok(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_label_values() {
+        for value in [
+            "nul\0",
+            "esc\x1b[31m",
+            "bel\x07",
+            "cr\r",
+            "del\x7f",
+            "csi\u{9b}",
+        ] {
+            check_plugin(
+                Sample::gauge("x", 1.0).label("a", "fine").label("v", value),
+                Err("label `v`: the value has a control character"),
+            );
+        }
+        for value in [
+            "tab\there",
+            "new\nline",
+            "☃ héllo",
+            "\u{a0}nbsp",
+            "\u{fffd}",
+        ] {
+            check_plugin(
+                Sample::gauge("x", 1.0).label("v", value),
+                Ok(("x", &[("v", value)])),
+            );
+        }
+    }
+
+    #[test]
+    fn counter_values() {
+        for (v, ok) in [
+            (0.0, true),
+            (-0.0, true),
+            (1e300, true),
+            (-1.0, false),
+            (f64::NAN, false),
+            (f64::INFINITY, false),
+            (f64::NEG_INFINITY, false),
+        ] {
+            assert_eq!(value(&Sample::counter("c", v)).is_ok(), ok, "{v}");
+            assert!(
+                value(&Sample::gauge("g", v)).is_ok(),
+                "gauges take anything: {v}"
+            );
+        }
+        check_plugin(
+            Sample::counter("c", -1.0),
+            Err("a counter's value is negative"),
+        );
+        check_plugin(
+            Sample::counter("c", f64::NAN),
+            Err("a counter's value is NaN"),
         );
     }
 
     #[test]
     fn help_and_truncation() {
         assert_eq!(help(Some("  ")), None);
-        assert_eq!(help(Some(" Queue depth. ")), Some("Queue depth."));
+        assert_eq!(
+            help(Some(" Queue depth. ")).as_deref(),
+            Some("Queue depth.")
+        );
         let long = "é".repeat(600);
-        assert_eq!(help(Some(&long)).map(str::len), Some(1024));
+        assert_eq!(help(Some(&long)).map(|h| h.len()), Some(1024));
+        assert_eq!(
+            help(Some("a\x1b[31mred\r\nx\ty\0")).as_deref(),
+            Some("a\u{fffd}[31mred\u{fffd}\nx\ty\u{fffd}")
+        );
+        let long = "\0".repeat(2000);
+        assert_eq!(help(Some(&long)).map(|h| h.len()), Some(1023));
         assert_eq!(truncate("héllo", 2), "h");
     }
 }
