@@ -13,15 +13,12 @@ use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 /// Most events the in-memory event log keeps for sinks.
 const EVENT_LOG_CAPACITY: usize = 100_000;
 /// Most bytes (approximately) the in-memory event log holds.
 const EVENT_LOG_MAX_BYTES: usize = 64 * 1024 * 1024;
-
-/// How long open requests may take to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything HTTP handlers and background tasks share.
 pub struct AppState {
@@ -46,24 +43,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds every part; starts nothing. Plugin code will run on `plugin_runtime`.
+    /// Builds every part; starts nothing. Plugin code will run on
+    /// `plugin_runtime`, and the plugins stop when `shutdown` fires.
     pub fn new(
         config: Config,
         plugin_runtime: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> Result<Arc<AppState>> {
         let telemetry = Arc::new(Telemetry::new()?);
-        let store = Arc::new(Store::new(&config.store));
+        let store = Arc::new(
+            Store::new(&config.store).with_refused_counter(telemetry.series_refused.clone()),
+        );
         let events = Arc::new(
             EventLog::new(EVENT_LOG_CAPACITY)
                 .with_max_bytes(EVENT_LOG_MAX_BYTES)
                 .with_drop_counter(telemetry.event_log_dropped.clone()),
         );
-        let alerts = Arc::new(AlertManager::new(
-            events.clone(),
-            store.clone(),
-            config.alerts.keep_resolved,
-        ));
+        let alerts = Arc::new(
+            AlertManager::new(events.clone(), store.clone(), &config.alerts)
+                .with_drop_counter(telemetry.alerts_dropped.clone()),
+        );
         let ingest = Arc::new(Ingest::new(
             &config.ingest,
             &config.heartbeat,
@@ -78,14 +77,8 @@ impl AppState {
             events: events.clone(),
             services: Arc::new(move || services.service_states()),
         };
-        let plugins = Plugins::new(
-            config.plugins.clone(),
-            config.store.max_series_per_plugin,
-            deps,
-            plugin_runtime,
-            shutdown,
-        )
-        .context("failed to start the plugin runtime")?;
+        let plugins = Plugins::new(config.plugins.clone(), deps, plugin_runtime, shutdown)
+            .context("failed to start the plugin runtime")?;
         Ok(Arc::new(AppState {
             config,
             store,
@@ -100,24 +93,39 @@ impl AppState {
     }
 }
 
-/// Runs the host until `shutdown` fires.
+/// Runs the host until `shutdown` fires, then stops it in order within
+/// `server.shutdown_timeout`: stop accepting connections and let requests in
+/// flight finish (what they recorded stays recorded), then stop the plugins,
+/// letting each finish the call it has in flight (a sink delivers what the
+/// event log holds for it), then return.
 pub async fn run(
     config: Config,
     plugin_runtime: tokio::runtime::Handle,
     shutdown: Shutdown,
 ) -> Result<()> {
     let addr = SocketAddr::new(config.server.host, config.server.port);
-    let header_timeout = config.server.header_read_timeout;
-    let state = AppState::new(config, plugin_runtime, shutdown.clone())?;
+    let settings = export::server::Settings::from_config(&config.server);
+    // The plugins stop only once HTTP has drained, so events accepted while
+    // draining still reach the sinks.
+    let plugins_shutdown = Shutdown::new();
+    let state = AppState::new(config, plugin_runtime, plugins_shutdown.clone())?;
 
     let (listener, local) = export::server::bind(addr).await?;
     tracing::info!(addr = %local, "listening");
+    if export::admin_is_loopback_only(local.ip(), state.config.server.admin_token.as_deref()) {
+        tracing::warn!(
+            addr = %local,
+            "no server.admin_token is set: admin routes (reload, reset, plugin state, forgetting a service) answer loopback clients only; set server.admin_token (WASMON_SERVER__ADMIN_TOKEN or MONITOR_ADMIN_TOKEN) to use them from elsewhere"
+        );
+    }
+    // Plugins' HTTP may not reach the host's own API (known once bound).
+    state.plugins.set_listening(local);
     let server = tokio::spawn(export::server::serve(
         listener,
         export::router(state.clone()),
-        header_timeout,
+        settings.clone(),
+        state.telemetry.clone(),
         shutdown.clone(),
-        SHUTDOWN_GRACE,
     ));
 
     crate::sampling::gpu::spawn(
@@ -138,12 +146,31 @@ pub async fn run(
         &state.config.heartbeat,
         shutdown.clone(),
     );
-    state.plugins.start().await?;
+    tokio::select! {
+        started = state.plugins.start() => started?,
+        () = shutdown.wait() => {}
+    }
     spawn_sighup(state.plugins.clone(), shutdown.clone());
 
     shutdown.wait().await;
-    tracing::info!("shutting down");
-    server.await.context("the HTTP server task failed")?;
+    let deadline = Instant::now() + settings.shutdown_timeout;
+    tracing::info!(
+        timeout_s = settings.shutdown_timeout.as_secs_f64(),
+        "shutting down"
+    );
+    let open = server.await.context("the HTTP server task failed")?;
+    plugins_shutdown.trigger();
+    let plugins_stopped = tokio::time::timeout_at(deadline.into(), state.plugins.stopped())
+        .await
+        .is_ok();
+    if plugins_stopped {
+        tracing::info!(open_connections = open, "stopped");
+    } else {
+        tracing::warn!(
+            open_connections = open,
+            "plugin calls still in flight after server.shutdown_timeout; stopping anyway"
+        );
+    }
     Ok(())
 }
 

@@ -63,6 +63,7 @@ fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     init_logging(&config);
+    raise_open_file_limit();
     let plugins = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("wasmon-plugins")
@@ -81,6 +82,10 @@ fn run(args: Args) -> Result<()> {
         tokio::spawn(async move {
             wait_for_signal().await;
             signals.trigger();
+            // A second signal while draining: stop now.
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting without waiting for the drain");
+            std::process::exit(1);
         });
         wasmon::app::run(config, plugins.handle().clone(), shutdown).await
     });
@@ -140,6 +145,22 @@ fn init_logging(config: &Config) {
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// Lets the server hold thousands of connections: the soft open-file limit
+/// (often 1024) is raised to the hard one.
+fn raise_open_file_limit() {
+    use wasmon::export::server::{open_file_limit, raise_open_file_limit};
+    match raise_open_file_limit() {
+        Some((before, after)) => {
+            tracing::info!(before, after, "raised the open-file limit");
+        }
+        None => {
+            if let Some((soft, hard)) = open_file_limit() {
+                tracing::info!(soft, hard, "open-file limit");
+            }
+        }
     }
 }
 

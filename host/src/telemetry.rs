@@ -56,6 +56,12 @@ pub struct Telemetry {
     pub event_log_dropped: prometheus::IntCounter,
     /// Rule evaluations by result.
     pub rule_evaluations: IntCounterVec,
+    /// Alerts dropped by rule: new conditions over the rule's `max_alerts`
+    /// (or over the size bounds), resolved alerts over `alerts.max_resolved`.
+    pub alerts_dropped: IntCounterVec,
+    /// Samples the store refused, by source, kind (`host`, `derived`,
+    /// `plugin`) and reason (`global_limit`, `control_character`, ...).
+    pub series_refused: IntCounterVec,
     /// Series in the store: `live` (exported) or `held` (live and stale).
     pub store_series: IntGaugeVec,
     /// Approximate bytes the store holds (series, labels, indexes, history).
@@ -72,6 +78,15 @@ pub struct Telemetry {
     pub ingest_label_overflow: prometheus::IntCounter,
     /// Services going `down` or back `up`, by the heartbeat watcher.
     pub heartbeat_transitions: IntCounterVec,
+    /// Services evicted from the service table after `ingest.service_ttl` of silence.
+    pub ingest_services_evicted: prometheus::IntCounter,
+    /// HTTP connections open now.
+    pub http_connections: prometheus::IntGauge,
+    /// HTTP connections refused because `server.max_connections` were open.
+    pub http_connections_refused: prometheus::IntCounter,
+    /// HTTP connections closed by a server timeout, by phase: `header` (a
+    /// request's headers too slow), `idle` (keep-alive), `body` (408).
+    pub http_timeouts: IntCounterVec,
 }
 
 impl Telemetry {
@@ -194,6 +209,18 @@ impl Telemetry {
                 "Rule evaluations by result (ok, error, fault).",
                 &["rule", "result"],
             )?,
+            alerts_dropped: counter_vec(
+                &registry,
+                "wasmon_alerts_dropped_total",
+                "Alerts dropped by rule: new ones over its max_alerts, resolved ones over alerts.max_resolved.",
+                &["rule"],
+            )?,
+            series_refused: counter_vec(
+                &registry,
+                "wasmon_series_refused_total",
+                "Samples the store refused, by source, source kind and reason.",
+                &["source", "kind", "reason"],
+            )?,
             store_series: gauge_vec(
                 &registry,
                 "wasmon_store_series",
@@ -244,6 +271,30 @@ impl Telemetry {
                 "wasmon_heartbeat_transitions_total",
                 "Services marked down by the heartbeat watcher, or up again by a heartbeat.",
                 &["to"],
+            )?,
+            ingest_services_evicted: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "wasmon_ingest_services_evicted_total",
+                    "Services evicted from the service table after ingest.service_ttl without a heartbeat or event.",
+                )?,
+            )?,
+            http_connections: register(
+                &registry,
+                prometheus::IntGauge::new("wasmon_http_connections", "HTTP connections open now.")?,
+            )?,
+            http_connections_refused: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "wasmon_http_connections_refused_total",
+                    "HTTP connections refused because server.max_connections were open.",
+                )?,
+            )?,
+            http_timeouts: counter_vec(
+                &registry,
+                "wasmon_http_timeouts_total",
+                "HTTP connections closed by a server timeout, by phase (header, idle, body).",
+                &["phase"],
             )?,
             registry,
         };

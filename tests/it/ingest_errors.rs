@@ -2,7 +2,6 @@
 //! each case gets its status and a `{"detail"}` naming the problem, is
 //! counted by reason, records nothing, and the host keeps serving.
 
-
 use serde_json::{Value, json};
 use std::time::Duration;
 use wasmon_test_support::{Host, HostOptions, metric_value, promtool_check};
@@ -377,7 +376,7 @@ fn cases() -> Vec<Case> {
                 "limit out of range",
                 "/api/events?limit=0",
                 "",
-                422,
+                400,
                 "limit: must be between 1 and 1000",
             )
         },

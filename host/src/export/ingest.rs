@@ -13,13 +13,14 @@
 //!
 //! Every `POST` here requires `Authorization: Bearer <ingest.token>` when a
 //! token is set, a JSON `Content-Type` (415), a body within
-//! `server.max_body_bytes` (413) and JSON nested at most `ingest.max_json_depth`
-//! deep (400). Bad fields are 422, an oversized batch 413, a service beyond
-//! `ingest.max_services` 429. Every refusal is `{"detail": "..."}` and counted
-//! in `wasmon_ingest_rejected_total{route,reason}`.
+//! `server.max_body_bytes` (413) that arrives within `server.body_read_timeout`
+//! (408), UTF-8 JSON without duplicate keys at any depth (400) nested at most
+//! `ingest.max_json_depth` deep (400). Bad fields are 422, an oversized batch
+//! 413, a service beyond `ingest.max_services` 429. Every refusal is
+//! `{"detail": "..."}` and counted in `wasmon_ingest_rejected_total{route,reason}`.
 
+use super::auth::check_bearer;
 use super::error::ApiError;
-use super::rest::check_bearer;
 use crate::app::AppState;
 use crate::ingest::{IngestError, Receipt, payload};
 use crate::model::Event;
@@ -62,7 +63,7 @@ pub(super) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route_layer(middleware::from_fn_with_state(
             state,
-            super::rest::require_admin,
+            super::auth::require_admin,
         ));
     Router::new()
         .route("/v1/health", get(health))
@@ -166,6 +167,12 @@ async fn read_json_body(
         .map_err(|error| {
             if error.is::<http_body_util::LengthLimitError>() {
                 too_large("")
+            } else if super::server::is_body_timeout(&*error) {
+                // The server answers 408 and closes the connection.
+                Rejection {
+                    reason: "body_timeout",
+                    error: ApiError::new(StatusCode::REQUEST_TIMEOUT, error.to_string()),
+                }
             } else {
                 Rejection {
                     reason: "body_read",
@@ -301,25 +308,27 @@ async fn health(State(state): AppRef) -> Json<serde_json::Value> {
     }))
 }
 
-/// One service as `GET /api/services` shows it.
+/// One service as `GET /api/services` shows it: an owned copy, so the
+/// table's lock (which heartbeats and `/metrics` need) is released before
+/// the response is serialized.
 #[derive(Serialize)]
-struct ServiceView<'a> {
-    service: &'a str,
+struct ServiceView {
+    service: String,
     /// `up`, `down`, or `unknown` (known from events only).
     status: &'static str,
     last_seen: Option<String>,
     last_seen_ms: Option<u64>,
     seconds_since_seen: Option<f64>,
-    phase: Option<&'a str>,
+    phase: Option<String>,
     down_since: Option<String>,
     heartbeats: u64,
     last_event: Option<String>,
-    events: &'a std::collections::BTreeMap<String, u64>,
+    events: std::collections::BTreeMap<String, u64>,
 }
 
-fn service_view<'a>(name: &'a str, s: &'a crate::ingest::Service, now_ms: u64) -> ServiceView<'a> {
+fn service_view(name: &str, s: &crate::ingest::Service, now_ms: u64) -> ServiceView {
     ServiceView {
-        service: name,
+        service: name.to_string(),
         status: match s.up {
             Some(true) => "up",
             Some(false) => "down",
@@ -330,21 +339,23 @@ fn service_view<'a>(name: &'a str, s: &'a crate::ingest::Service, now_ms: u64) -
         seconds_since_seen: s
             .last_seen_ms
             .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0),
-        phase: s.phase.as_deref(),
+        phase: s.phase.clone(),
         down_since: s.down_since_ms.map(crate::time::rfc3339),
         heartbeats: s.heartbeats,
         last_event: s.last_event_ms.map(crate::time::rfc3339),
-        events: &s.events,
+        events: s.events.clone(),
     }
 }
 
 async fn list_services(State(state): AppRef) -> Response {
     let now = crate::time::now_ms();
-    let services = state.ingest.services();
-    let views: Vec<_> = services
-        .iter()
-        .map(|(name, s)| service_view(name, s, now))
-        .collect();
+    let views: Vec<_> = {
+        let services = state.ingest.services();
+        services
+            .iter()
+            .map(|(name, s)| service_view(name, s, now))
+            .collect()
+    };
     let up = views.iter().filter(|v| v.status == "up").count();
     let down = views.iter().filter(|v| v.status == "down").count();
     Json(json!({ "services": views, "total": views.len(), "up": up, "down": down })).into_response()
@@ -356,11 +367,13 @@ fn checked_service(name: &str) -> Result<(), ApiError> {
 
 async fn get_service(State(state): AppRef, Path(name): Path<String>) -> Result<Response, ApiError> {
     checked_service(&name)?;
-    let services = state.ingest.services();
-    let service = services
+    let view = state
+        .ingest
+        .services()
         .get(&name)
+        .map(|service| service_view(&name, service, crate::time::now_ms()))
         .ok_or_else(|| ApiError::not_found(format!("service {name:?} not found")))?;
-    Ok(Json(service_view(&name, service, crate::time::now_ms())).into_response())
+    Ok(Json(view).into_response())
 }
 
 async fn forget_service(
@@ -411,10 +424,9 @@ async fn list_events(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("limit: must be between 1 and {MAX_PAGE}, got {limit}"),
-        ));
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
     }
     let offset = query.offset.unwrap_or(0);
     let type_matches = |t: &str| match query.event_type.as_deref() {

@@ -6,6 +6,7 @@
 //! [`ExportCache`](crate::store::ExportCache) slot that [`prometheus`] fills
 //! with each series' rendered `name{labels} ` prefix.
 
+mod auth;
 mod error;
 mod ingest;
 pub mod prometheus;
@@ -13,6 +14,7 @@ mod rest;
 mod samplers;
 pub mod server;
 
+pub use auth::admin_is_loopback_only;
 pub use error::{ApiError, ApiResult};
 
 use crate::app::AppState;

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::plugins::{LoadOutcome, valid_name};
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +22,10 @@ pub(super) fn routes(state: Arc<AppState>) -> Router {
         .route("/api/plugins/{name}/reload", post(reload))
         .route("/api/plugins/{name}/reset", post(reset))
         .route("/api/plugins/{name}/state", get(plugin_state))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::require_admin,
+        ));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -32,6 +35,7 @@ pub(super) fn routes(state: Arc<AppState>) -> Router {
         .route("/api/plugins/{name}", get(get_plugin))
         .route("/api/plugins/{name}/restart-history", get(restart_history))
         .route("/api/alerts", get(alerts))
+        .route("/api/store", get(store_summary))
         .merge(admin)
         .merge(super::ingest::routes(state.clone()))
         .fallback(not_found)
@@ -58,37 +62,6 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// `server.admin_token`, when set, guards every route that changes something.
-pub(super) async fn require_admin(State(state): AppRef, request: Request, next: Next) -> Response {
-    if let Err(e) = check_bearer(&request, state.config.server.admin_token.as_deref()) {
-        return e.into_response();
-    }
-    next.run(request).await
-}
-
-/// Checks `Authorization: Bearer <token>` in constant time when a `token` is
-/// configured (an absent or empty one guards nothing).
-pub(super) fn check_bearer(request: &Request, token: Option<&str>) -> ApiResult<()> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Ok(());
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-    if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("invalid bearer token"))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn metrics(State(state): AppRef) -> Response {
     let stats = state.store.stats();
     let t = &state.telemetry;
@@ -103,7 +76,7 @@ async fn metrics(State(state): AppRef) -> Response {
     let mut body = Vec::with_capacity(64 * 1024);
     super::prometheus::render(
         &state.store,
-        &state.ingest.services(),
+        state.ingest.services_lock(),
         &state.telemetry.registry,
         &mut body,
     );
@@ -122,10 +95,19 @@ async fn readyz(State(state): AppRef) -> ApiResult<Json<serde_json::Value>> {
     if state.plugins.is_ready() {
         Ok(Json(json!({ "ready": true })))
     } else {
-        Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "plugins are still loading",
-        ))
+        // Name a few: the plugins whose init is slow are the ones to look at.
+        let loading = state.plugins.loading();
+        let named: Vec<&str> = loading.iter().take(10).map(String::as_str).collect();
+        let more = if loading.len() > named.len() {
+            ", ..."
+        } else {
+            ""
+        };
+        let detail = match loading.len() {
+            0 => "plugins are still loading".to_string(),
+            n => format!("{n} plugins are still loading: {}{more}", named.join(", ")),
+        };
+        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail))
     }
 }
 
@@ -149,7 +131,17 @@ async fn get_plugin(State(state): AppRef, Path(name): Path<String>) -> ApiResult
         .plugins
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("plugin {name:?} not found")))?;
-    Ok(Json(view).into_response())
+    let is_rule = view.kind == Some(crate::plugins::PluginKind::Rule);
+    let mut body = serde_json::to_value(view)
+        .map_err(|e| anyhow::anyhow!("failed to serialize plugin {name:?}: {e}"))?;
+    if let Some(fields) = body.as_object_mut() {
+        // A rule's alerts in numbers (active, dropped, ...), and what the
+        // store holds and refused of a collector's samples.
+        let alerts = is_rule.then(|| state.alerts.rule_stats(&name)).flatten();
+        fields.insert("alerts".into(), json!(alerts));
+        fields.insert("store".into(), json!(state.store.source_stats(&name, true)));
+    }
+    Ok(Json(body).into_response())
 }
 
 async fn restart_history(State(state): AppRef, Path(name): Path<String>) -> ApiResult<Response> {
@@ -233,6 +225,64 @@ async fn plugin_state(State(state): AppRef, Path(name): Path<String>) -> ApiResu
     Ok(Json(json!({ "plugin": name, "bytes": bytes, "state": values })).into_response())
 }
 
-async fn alerts(State(state): AppRef) -> Json<crate::rules::AlertsView> {
-    Json(state.alerts.view())
+/// Most alerts (and checks) on one page of `GET /api/alerts`.
+const MAX_ALERTS_PAGE: usize = 1000;
+
+/// `GET /api/alerts` parameters.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsParams {
+    /// Only this rule's alerts and checks.
+    rule: Option<String>,
+    /// Only alerts in this state: `pending`, `firing`, `resolved`.
+    state: Option<crate::model::AlertState>,
+    /// Page size, 1 to 1000 (100).
+    limit: Option<usize>,
+    /// Alerts and checks to skip (0).
+    offset: Option<usize>,
+}
+
+/// `GET /api/alerts?rule=&state=&limit=&offset=`: one page of alerts and
+/// checks, with `total`, `checks_total` and `has_more`. The page is copied
+/// under the alert manager's lock and serialized after it is released.
+async fn alerts(
+    State(state): AppRef,
+    params: Result<axum::extract::Query<AlertsParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<crate::rules::AlertsPage>> {
+    let axum::extract::Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = params
+        .limit
+        .unwrap_or(crate::rules::AlertQuery::default().limit);
+    if !(1..=MAX_ALERTS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {MAX_ALERTS_PAGE}, got {limit}"
+        )));
+    }
+    if let Some(rule) = &params.rule {
+        checked_name(rule)?;
+    }
+    let query = crate::rules::AlertQuery {
+        rule: params.rule,
+        state: params.state,
+        offset: params.offset.unwrap_or(0),
+        limit,
+    };
+    Ok(Json(state.alerts.page(&query)))
+}
+
+/// `GET /api/store`: the two series budgets, what each source holds, and what
+/// the store refused of each, by reason.
+async fn store_summary(State(state): AppRef) -> Json<serde_json::Value> {
+    let stats = state.store.stats();
+    let sources = state.store.sources();
+    Json(json!({
+        "max_series": stats.max_series,
+        "plugin_series": stats.plugin_series,
+        "reserved_series": stats.reserved_series,
+        "host_series": stats.host_series,
+        "live_series": stats.live_series,
+        "held_series": stats.held_series,
+        "approx_bytes": stats.approx_bytes,
+        "sources": sources,
+    }))
 }

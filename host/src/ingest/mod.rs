@@ -7,6 +7,7 @@
 //!   POST /events, /v1/event, /v1/events/batch ─► payload ─► Services (counters)
 //!                                                        └► EventLog ─► rules, sinks, GET /api/events
 //!   watcher (every heartbeat.check_interval) ─► Services::expire ─► service.down / service.up events
+//!                                            └► Services::evict (silent for ingest.service_ttl, not up)
 //! ```
 //!
 //! [`Ingest`] owns the service table and hands every event to the shared
@@ -59,7 +60,12 @@ impl Ingest {
         telemetry: Arc<Telemetry>,
     ) -> Ingest {
         Ingest {
-            services: Mutex::new(Services::new(config.max_services, config.max_label_values)),
+            services: Mutex::new(Services::new(
+                config.max_services,
+                config.max_label_values,
+                u64::try_from(config.service_ttl.as_millis()).unwrap_or(u64::MAX),
+                heartbeat.enabled,
+            )),
             events,
             telemetry,
             limits: Limits {
@@ -82,9 +88,7 @@ impl Ingest {
         let now_ms = crate::time::now_ms();
         let transition = {
             let mut services = self.services.lock();
-            services
-                .admit([heartbeat.service.as_str()])
-                .map_err(IngestError::TooManyServices)?;
+            self.admit(&mut services, [heartbeat.service.as_str()], now_ms)?;
             let transition = services.heartbeat(&heartbeat.service, heartbeat.phase, now_ms);
             self.telemetry.ingest_services.set(gauge(services.len()));
             transition
@@ -105,9 +109,8 @@ impl Ingest {
         let now_ms = crate::time::now_ms();
         {
             let mut services = self.services.lock();
-            services
-                .admit(parsed.iter().filter_map(|p| p.event.service.as_deref()))
-                .map_err(IngestError::TooManyServices)?;
+            let names = parsed.iter().filter_map(|p| p.event.service.as_deref());
+            self.admit(&mut services, names, now_ms)?;
             let overflowed = services.overflowed;
             for p in &parsed {
                 if let Some(service) = &p.event.service {
@@ -140,6 +143,51 @@ impl Ingest {
             ids,
             time_ms: now_ms,
         })
+    }
+
+    /// Checks that `names` fit in the service table, evicting expired
+    /// services first when they do not.
+    fn admit<'a>(
+        &self,
+        services: &mut Services,
+        names: impl IntoIterator<Item = &'a str> + Clone,
+        now_ms: u64,
+    ) -> Result<(), IngestError> {
+        if services.admit(names.clone()).is_err() {
+            let evicted = services.evict(now_ms);
+            self.evicted(evicted, services.len());
+        }
+        services.admit(names).map_err(IngestError::TooManyServices)
+    }
+
+    /// Evicts services silent for `ingest.service_ttl` (see
+    /// [`Services::evict`]); the watcher calls this every check interval.
+    /// Returns how many were evicted.
+    pub fn evict(&self, now_ms: u64) -> usize {
+        let mut services = self.services.lock();
+        let evicted = services.evict(now_ms);
+        let n = evicted.len();
+        self.evicted(evicted, services.len());
+        n
+    }
+
+    /// Counts and logs evicted services.
+    fn evicted(&self, evicted: Vec<String>, left: usize) {
+        if evicted.is_empty() {
+            return;
+        }
+        for service in &evicted {
+            tracing::debug!(%service, "service evicted");
+        }
+        tracing::info!(
+            evicted = evicted.len(),
+            services = left,
+            "services silent for ingest.service_ttl evicted"
+        );
+        self.telemetry
+            .ingest_services_evicted
+            .inc_by(evicted.len() as u64);
+        self.telemetry.ingest_services.set(gauge(left));
     }
 
     /// Marks services silent for longer than the heartbeat timeout down; the
@@ -226,6 +274,12 @@ impl Ingest {
     /// Heartbeats wait while it is held, so hold it briefly.
     pub fn services(&self) -> MutexGuard<'_, Services> {
         self.services.lock()
+    }
+
+    /// The service table's lock itself, for a reader that takes it only for
+    /// part of its work (the `/metrics` render).
+    pub fn services_lock(&self) -> &Mutex<Services> {
+        &self.services
     }
 
     /// Forgets a service (its series leave `/metrics`); whether it was known.

@@ -14,6 +14,10 @@
 //! event keeps the object's text as its [`Attributes`], read back flattened
 //! with dotted keys (`entity.parent_id`, `event.metrics.duration_s`, ...).
 //!
+//! Every body first passes the same checks on every route ([`check_json`]):
+//! UTF-8, nesting depth, and no duplicate key in any object at any depth
+//! (400 each), so a body refused on one route is refused on all.
+//!
 //! Parsing is typed and borrows from the body: the modelled fields are read
 //! and validated in one pass that skips the rest, and a batch is first split
 //! into its items' texts. Errors name the field (`events[3]: service: ...`);
@@ -26,6 +30,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+
+mod scan;
+
+pub use scan::check_json;
 
 /// Most bytes of a service, component or phase name.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -109,40 +117,6 @@ pub struct Heartbeat {
     pub phase: Option<String>,
 }
 
-/// Checks that `body` nests arrays and objects at most `max` deep, before any
-/// parser recurses into it. Strings are skipped, escapes included.
-pub fn check_depth(body: &[u8], max: usize) -> Result<(), IngestError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return Err(IngestError::Malformed(format!(
-                        "JSON nested deeper than {max} levels"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// Parses `body` as `T`, naming the field a type error is about.
 fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, IngestError> {
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -187,9 +161,9 @@ pub fn heartbeat(body: &[u8], limits: &Limits) -> Result<Heartbeat, IngestError>
         #[serde(default, borrow)]
         phase: Option<Cow<'a, str>>,
     }
-    check_depth(body, limits.max_depth)?;
-    expect_object(body)?;
-    let raw: Raw<'_> = from_json(body)?;
+    let text = check_json(body, limits.max_depth)?;
+    expect_object(text.as_bytes())?;
+    let raw: Raw<'_> = from_json(text.as_bytes())?;
     let service = raw
         .service
         .ok_or_else(|| IngestError::Invalid("service: field required".into()))?;
@@ -209,8 +183,7 @@ pub fn heartbeat(body: &[u8], limits: &Limits) -> Result<Heartbeat, IngestError>
 
 /// `POST /events`: a seed 000 event.
 pub fn event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
-    check_depth(body, limits.max_depth)?;
-    let text = utf8(body)?;
+    let text = check_json(body, limits.max_depth)?;
     let (item, text) = item(text, limits)?;
     if item.event_type.is_none() {
         return Err(IngestError::Invalid("event_type: field required".into()));
@@ -220,8 +193,7 @@ pub fn event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
 
 /// `POST /v1/event`: a seed 002 job event, or a seed 000 event.
 pub fn any_event(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
-    check_depth(body, limits.max_depth)?;
-    let (item, text) = item(utf8(body)?, limits)?;
+    let (item, text) = item(check_json(body, limits.max_depth)?, limits)?;
     normalize(item, text, limits)
 }
 
@@ -234,7 +206,7 @@ pub fn batch(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
         #[serde(borrow)]
         events: Vec<&'a RawValue>,
     }
-    check_depth(body, limits.max_depth)?;
+    let body = check_json(body, limits.max_depth)?.as_bytes();
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let items: Vec<&RawValue> = match first {
         Some(b'{') => from_json::<Wrapped<'_>>(body)?.events,
@@ -267,11 +239,6 @@ pub fn batch(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
                 .map_err(|e| e.at(i))
         })
         .collect()
-}
-
-fn utf8(body: &[u8]) -> Result<&str, IngestError> {
-    std::str::from_utf8(body)
-        .map_err(|e| IngestError::Malformed(format!("malformed JSON: not UTF-8: {e}")))
 }
 
 /// Parses one event object's modelled fields; returns them with its text.
@@ -632,227 +599,4 @@ pub fn task_outcome(event_type: &str) -> Option<TaskOutcome> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            max_depth: 8,
-            max_batch: 3,
-            max_detail_bytes: 32,
-            max_event_bytes: 1000,
-        }
-    }
-
-    #[track_caller]
-    fn check_err(result: Result<impl std::fmt::Debug, IngestError>, reason: &str, detail: &str) {
-        let err = result.unwrap_err();
-        assert_eq!(err.reason(), reason, "{err}");
-        assert!(err.to_string().contains(detail), "{err:?} lacks {detail:?}");
-    }
-
-    #[test]
-    fn seed_000_payloads_parse_verbatim() {
-        let hb = heartbeat(
-            br#"{"service": "edge-cam01", "phase": "edge_loop"}"#,
-            &limits(),
-        )
-        .unwrap();
-        assert_eq!(hb.service, "edge-cam01");
-        assert_eq!(hb.phase.as_deref(), Some("edge_loop"));
-        let e = event(
-            br#"{"service": "edge-cam01", "event_type": "error", "detail": "model timeout"}"#,
-            &limits(),
-        )
-        .unwrap()
-        .event;
-        assert_eq!(e.service.as_deref(), Some("edge-cam01"));
-        assert_eq!(e.event_type, "error");
-        assert_eq!(e.detail.as_deref(), Some("model timeout"));
-        assert_eq!(e.severity, Severity::Critical);
-        assert!(e.attributes.is_empty());
-        assert_eq!(e.id.len(), 36);
-    }
-
-    #[test]
-    fn job_events_keep_every_field() {
-        let body = br#"{"idempotency_key": "k1", "site_id": "fab1",
-            "app": {"app_id": "a-1", "name": "my-app", "version": "1.0.0"},
-            "entity": {"type": "subjob", "id": "e-2", "parent_id": "e-1", "business_key": "daily", "sub_key": null},
-            "event": {"kind": "finished", "at": "2025-01-01T00:00:00Z", "status": "failed",
-                      "metrics": {"duration_s": 1.5, "cpu_user_s": 0.2},
-                      "metadata": {"error": "boom", "error_type": "ValueError"}},
-            "extra": {"deep": {"x": [1, 2]}}}"#;
-        let parsed = any_event(body, &limits()).unwrap();
-        assert_eq!(parsed.outcome, Some(TaskOutcome::Failure));
-        let e = parsed.event;
-        assert_eq!(e.event_type, "subjob.finished");
-        assert_eq!(e.service.as_deref(), Some("my-app"));
-        assert_eq!(e.component.as_deref(), Some("subjob"));
-        assert_eq!(e.severity, Severity::Critical);
-        assert_eq!(e.detail.as_deref(), Some("boom"));
-        let a = e.attributes.to_map();
-        assert_eq!(a["entity.parent_id"], "e-1");
-        assert_eq!(a["event.metrics.duration_s"], 1.5);
-        assert_eq!(a["event.status"], "failed");
-        assert_eq!(a["site_id"], "fab1");
-        assert_eq!(a["extra.deep.x"], serde_json::json!([1, 2]));
-        assert!(a["entity.sub_key"].is_null());
-        assert_eq!(a["event.metadata.error_type"], "ValueError");
-        for modelled in ["app.name", "entity.type", "event.kind"] {
-            assert!(!a.contains_key(modelled), "{modelled} is not an attribute");
-        }
-        let simple = event(
-            br#"{"service": "a", "event_type": "x", "node": {"rack": 4}}"#,
-            &limits(),
-        )
-        .unwrap()
-        .event;
-        assert_eq!(
-            Value::Object(simple.attributes.to_map()),
-            serde_json::json!({"node.rack": 4})
-        );
-    }
-
-    #[test]
-    fn batches_take_both_shapes_and_name_the_bad_item() {
-        let ok = br#"[{"service": "a", "event_type": "success", "component": "c"},
-                      {"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "started"}}]"#;
-        let events = batch(ok, &limits()).unwrap();
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0].outcome, Some(TaskOutcome::Success));
-        assert_eq!(events[1].event.event_type, "job.started");
-        assert_eq!(events[1].outcome, None);
-        let wrapped = br#"{"events": [{"service": "a", "event_type": "x"}]}"#;
-        assert_eq!(batch(wrapped, &limits()).unwrap().len(), 1);
-        check_err(
-            batch(
-                br#"[{"service": "a", "event_type": "x"}, {"service": 5, "event_type": "x"}]"#,
-                &limits(),
-            ),
-            "invalid",
-            "events[1]: service: invalid type: integer `5`, expected a string",
-        );
-        check_err(
-            batch(br#"[{"service": "a", "event_type": "x"}, {"app": {"name": "b"}, "entity": {}, "event": {"kind": "k"}}]"#, &limits()),
-            "invalid",
-            "events[1]: entity.type: field required",
-        );
-        check_err(batch(b"[1]", &limits()), "invalid", "[0]");
-        check_err(batch(b"[]", &limits()), "invalid", "no events");
-        check_err(
-            batch(b"\"x\"", &limits()),
-            "invalid",
-            "expected a JSON array",
-        );
-        check_err(
-            batch(br#"[{"service":"a","event_type":"x"},{"service":"a","event_type":"x"},{"service":"a","event_type":"x"},{"service":"a","event_type":"x"}]"#, &limits()),
-            "batch_too_large",
-            "4 events exceeds the limit of 3",
-        );
-    }
-
-    #[test]
-    fn bad_input_is_named() {
-        let l = limits();
-        check_err(heartbeat(b"{", &l), "malformed", "malformed JSON");
-        check_err(heartbeat(b"{} x", &l), "malformed", "trailing");
-        check_err(heartbeat(b"{}", &l), "invalid", "service: field required");
-        check_err(
-            heartbeat(br#"{"service": 1}"#, &l),
-            "invalid",
-            "service: invalid type",
-        );
-        check_err(
-            heartbeat(br#"{"service": ""}"#, &l),
-            "invalid",
-            "must not be empty",
-        );
-        check_err(
-            heartbeat(br#"{"service": "a b"}"#, &l),
-            "invalid",
-            "invalid name",
-        );
-        check_err(
-            heartbeat(br#"{"service": "-a"}"#, &l),
-            "invalid",
-            "invalid name",
-        );
-        let long = format!(r#"{{"service": "{}"}}"#, "a".repeat(129));
-        check_err(
-            heartbeat(long.as_bytes(), &l),
-            "invalid",
-            "129 bytes exceeds the limit of 128",
-        );
-        check_err(
-            heartbeat(br#"[[[[[[[[[1]]]]]]]]]"#, &l),
-            "malformed",
-            "deeper than 8",
-        );
-        check_err(
-            event(br#"{"service": "a"}"#, &l),
-            "invalid",
-            "event_type: field required",
-        );
-        check_err(
-            event(br#"{"service": "a", "event_type": "x", "detail": 3}"#, &l),
-            "invalid",
-            "detail: invalid type: integer `3`, expected a string",
-        );
-        check_err(event(br#"{"service": "a", "event_type": "x", "detail": "0123456789012345678901234567890123"}"#, &l), "invalid", "detail: 34 bytes");
-        check_err(
-            event(
-                br#"{"service": "a", "event_type": "x", "severity": "meh"}"#,
-                &l,
-            ),
-            "invalid",
-            "severity",
-        );
-        check_err(any_event(br#"{"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "k", "metrics": {"m": "x"}}}"#, &l), "invalid", "event.metrics.m: invalid type: string \"x\", expected f64");
-        check_err(
-            any_event(br#"{"app": {"name": "b"}}"#, &l),
-            "invalid",
-            "entity: field required",
-        );
-        check_err(
-            any_event(
-                br#"{"app": {"name": "b"}, "entity": {"type": "job"}, "event": {"kind": "a b"}}"#,
-                &l,
-            ),
-            "invalid",
-            "event.kind",
-        );
-        let big = format!(
-            r#"{{"service": "a", "event_type": "x", "note": "{}"}}"#,
-            "n".repeat(1000)
-        );
-        check_err(
-            event(big.as_bytes(), &l),
-            "invalid",
-            "exceeds the limit of 1000 (ingest.max_event_bytes)",
-        );
-        check_err(
-            event(
-                br#"{"service": "a", "event_type": "x", "detail": "\ud800"}"#,
-                &l,
-            ),
-            "malformed",
-            "detail: unexpected end of hex escape",
-        );
-    }
-
-    #[test]
-    fn depth_check_skips_strings() {
-        assert!(check_depth(br#"{"a": "[[[[[[[[[[[[[[[[[[[[[[\"[[["}"#, 2).is_ok());
-        assert!(check_depth(b"[[[]]]", 3).is_ok());
-        assert!(check_depth(b"[[[[]]]]", 3).is_err());
-    }
-
-    #[test]
-    fn outcomes() {
-        assert_eq!(task_outcome("failure"), Some(TaskOutcome::Failure));
-        assert_eq!(task_outcome("Success"), Some(TaskOutcome::Success));
-        assert_eq!(task_outcome("warning"), None);
-        assert_eq!(severity_of("warning"), Severity::Warning);
-    }
-}
+mod tests;

@@ -6,6 +6,12 @@
 //! `ingest.max_services` services, each with at most
 //! `ingest.max_label_values` event types and components (beyond that the
 //! label value is folded into [`OVERFLOW_LABEL`] and counted).
+//!
+//! So that a full table is not full forever, a service nothing was heard from
+//! (no heartbeat, no event) for `ingest.service_ttl` is evicted, unless it is
+//! `up`: with the heartbeat watcher running, `up` means its heartbeats
+//! arrive, and such a service is never evicted. [`Services::evict`] runs on
+//! the watcher's tick and whenever a new service would not fit.
 
 use crate::ingest::payload::TaskOutcome;
 use std::collections::BTreeMap;
@@ -34,6 +40,15 @@ pub struct Service {
     pub successes: BTreeMap<String, u64>,
     /// Failures by component (`monitoring_task_failures_total`).
     pub failures: BTreeMap<String, u64>,
+}
+
+impl Service {
+    /// When anything (a heartbeat or an event) was last heard from it, Unix ms.
+    pub fn last_activity_ms(&self) -> u64 {
+        self.last_seen_ms
+            .unwrap_or(0)
+            .max(self.last_event_ms.unwrap_or(0))
+    }
 }
 
 /// A change of a service's state, for the event log.
@@ -65,16 +80,34 @@ pub struct Services {
     max_label_values: usize,
     /// Label values folded into [`OVERFLOW_LABEL`] so far.
     pub overflowed: u64,
+    /// Silence after which a service that is not up is evicted, in ms.
+    ttl_ms: u64,
+    /// Whether `up` services are kept whatever their silence (true while the
+    /// heartbeat watcher runs and `up` therefore means heartbeats arrive).
+    keep_up: bool,
+    /// No service can be evictable before this (Unix ms): a lower bound kept
+    /// by [`evict`](Self::evict) and lowered for each new service, so a full
+    /// table is not scanned in vain.
+    next_expiry_ms: u64,
 }
 
 impl Services {
-    /// An empty table with these limits.
-    pub fn new(max_services: usize, max_label_values: usize) -> Services {
+    /// An empty table with these limits: services silent for `ttl_ms` are
+    /// evicted, unless they are up and `keep_up`.
+    pub fn new(
+        max_services: usize,
+        max_label_values: usize,
+        ttl_ms: u64,
+        keep_up: bool,
+    ) -> Services {
         Services {
             table: BTreeMap::new(),
             max_services,
             max_label_values: max_label_values.max(1),
             overflowed: 0,
+            ttl_ms,
+            keep_up,
+            next_expiry_ms: 0,
         }
     }
 
@@ -103,9 +136,33 @@ impl Services {
         self.table.remove(name).is_some()
     }
 
+    /// Evicts every service silent for the TTL (see the module docs);
+    /// returns their names.
+    pub fn evict(&mut self, now_ms: u64) -> Vec<String> {
+        if now_ms < self.next_expiry_ms {
+            return Vec::new();
+        }
+        let (ttl_ms, keep_up) = (self.ttl_ms, self.keep_up);
+        let mut next = u64::MAX;
+        let mut evicted = Vec::new();
+        self.table.retain(|name, service| {
+            let expiry = service.last_activity_ms().saturating_add(ttl_ms);
+            let kept = now_ms < expiry || (keep_up && service.up == Some(true));
+            if kept {
+                next = next.min(expiry);
+            } else {
+                evicted.push(name.clone());
+            }
+            kept
+        });
+        self.next_expiry_ms = next;
+        evicted
+    }
+
     /// Checks that the services `names` (repeats allowed) fit in the table:
     /// known ones always do, new ones while there is room; the error names
-    /// the first that would exceed `max_services`.
+    /// the first that would exceed `max_services`. When they do not fit,
+    /// [`evict`](Self::evict) may make room.
     pub fn admit<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
         let mut new: Vec<&str> = Vec::new();
         for name in names {
@@ -130,7 +187,7 @@ impl Services {
         phase: Option<String>,
         now_ms: u64,
     ) -> Option<Transition> {
-        let service = self.entry(name)?;
+        let service = self.entry(name, now_ms)?;
         service.heartbeats += 1;
         service.last_seen_ms = Some(now_ms);
         if phase.is_some() {
@@ -156,7 +213,7 @@ impl Services {
     ) {
         let max = self.max_label_values;
         let mut overflowed = 0;
-        let Some(service) = self.entry(name) else {
+        let Some(service) = self.entry(name, now_ms) else {
             return;
         };
         service.last_event_ms = Some(now_ms);
@@ -191,9 +248,11 @@ impl Services {
     }
 
     /// The service named `name`, created if new (the name is copied only then).
-    fn entry(&mut self, name: &str) -> Option<&mut Service> {
+    fn entry(&mut self, name: &str, now_ms: u64) -> Option<&mut Service> {
         if !self.table.contains_key(name) {
             self.table.insert(name.to_string(), Service::default());
+            // A new service may expire before every service known at the last scan.
+            self.next_expiry_ms = self.next_expiry_ms.min(now_ms.saturating_add(self.ttl_ms));
         }
         self.table.get_mut(name)
     }
@@ -221,7 +280,7 @@ mod tests {
 
     #[test]
     fn heartbeats_and_expiry_make_transitions() {
-        let mut s = Services::new(10, 10);
+        let mut s = Services::new(10, 10, DAY, true);
         assert_eq!(s.heartbeat("a", Some("boot".into()), 1_000), None);
         assert_eq!(s.get("a").unwrap().up, Some(true));
         assert!(
@@ -257,15 +316,17 @@ mod tests {
 
     #[test]
     fn services_known_from_events_only_never_go_down() {
-        let mut s = Services::new(10, 10);
+        let mut s = Services::new(10, 10, DAY, true);
         s.count_event("b", "error", None, None, 1);
         assert!(s.expire(1_000_000, 1).is_empty());
         assert_eq!(s.get("b").unwrap().up, None);
     }
 
+    const DAY: u64 = 24 * 3600 * 1000;
+
     #[test]
     fn the_service_cap_admits_known_names_only() {
-        let mut s = Services::new(2, 10);
+        let mut s = Services::new(2, 10, DAY, true);
         s.heartbeat("a", None, 1);
         assert!(s.admit(["a", "b", "b"]).is_ok());
         s.heartbeat("b", None, 1);
@@ -275,8 +336,33 @@ mod tests {
     }
 
     #[test]
+    fn silent_services_are_evicted_to_make_room_but_up_ones_never() {
+        let mut s = Services::new(2, 10, 1_000, true);
+        assert!(s.evict(0).is_empty(), "an empty table");
+        s.heartbeat("a", None, 0);
+        s.count_event("b", "x", None, None, 0);
+        assert!(s.admit(["c"]).is_err());
+        assert!(s.evict(500).is_empty(), "nothing expired yet");
+        // b (events only) expired at 1000; a is up: kept.
+        assert_eq!(s.evict(1_000), vec!["b".to_string()]);
+        assert!(s.admit(["c"]).is_ok());
+        s.count_event("c", "x", None, None, 1_000);
+        assert!(s.get("b").is_none());
+        // a goes down: now it can be evicted.
+        assert_eq!(s.expire(10_000, 1).len(), 1);
+        s.count_event("c", "x", None, None, 10_000);
+        assert_eq!(s.evict(10_000), vec!["a".to_string()]);
+        assert_eq!(s.len(), 1);
+        // Without the watcher, up means nothing: silence alone counts.
+        let mut s = Services::new(1, 10, 1_000, false);
+        s.heartbeat("a", None, 0);
+        assert!(s.evict(999).is_empty());
+        assert_eq!(s.evict(1_000), vec!["a".to_string()]);
+    }
+
+    #[test]
     fn excess_label_values_fold_into_other() {
-        let mut s = Services::new(10, 2);
+        let mut s = Services::new(10, 2, DAY, true);
         for t in ["x", "y", "z", "w", "x"] {
             s.count_event("a", t, Some(t), Some(TaskOutcome::Success), 1);
         }
