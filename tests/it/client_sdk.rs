@@ -2,7 +2,6 @@
 //! binary: a parent job with three sub-jobs, one failing, reported end to end
 //! with an ingestion token.
 
-
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;

@@ -6,7 +6,6 @@
 //! started, device selection, XID and ECC counts, and a threshold rule firing
 //! and resolving on GPU utilisation.
 
-
 use serde_json::Value;
 use std::time::Duration;
 use wasmon_test_support::fake_nvml::code;

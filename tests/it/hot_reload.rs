@@ -4,7 +4,6 @@
 //! reconfigures; state written before a reload is read after it; the reload
 //! endpoint and SIGHUP take the same path.
 
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! the service and event views, and the heartbeat watcher's transitions
 //! reaching a sink plugin.
 
-
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;

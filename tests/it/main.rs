@@ -8,6 +8,9 @@
 mod client_sdk;
 mod delivery;
 mod gpu;
+mod hardening_http;
+mod hardening_plugins;
+mod hardening_store;
 mod hostile;
 mod hot_reload;
 mod ingest;

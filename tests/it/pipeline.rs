@@ -4,7 +4,6 @@
 //! alert to a receiver; the probe's samples are in `/metrics`, which
 //! `promtool check metrics` accepts and a real Prometheus scrapes.
 
-
 use serde_json::Value;
 use std::time::Duration;
 use wasmon_test_support::{
