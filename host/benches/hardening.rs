@@ -52,7 +52,10 @@ fn main() {
         for (name, latency) in &rows {
             println!(
                 "/metrics {name:<24} p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ok of {SCRAPES}; p99 {:.2}x idle)",
-                latency.p50_ms, latency.p99_ms, latency.ok, latency.p99_ms / idle.p99_ms
+                latency.p50_ms,
+                latency.p99_ms,
+                latency.ok,
+                latency.p99_ms / idle.p99_ms
             );
         }
     }
@@ -232,11 +235,17 @@ fn self_address_check() {
         http::get(&url);
     }
     let exchange_us = started.elapsed().as_secs_f64() * 1e6 / exchanges as f64;
-    println!("self-address check (host bound to 0.0.0.0:9400), against a loopback HTTP exchange of {exchange_us:.1} us:");
+    println!(
+        "self-address check (host bound to 0.0.0.0:9400), against a loopback HTTP exchange of {exchange_us:.1} us:"
+    );
     for (case, target, iterations) in [
         ("another port (most calls)", "10.1.2.3:443", 2_000_000),
         ("loopback on the host's port", "127.0.0.1:9400", 2_000_000),
-        ("IPv4-mapped loopback, host's port", "[::ffff:127.0.0.1]:9400", 2_000_000),
+        (
+            "IPv4-mapped loopback, host's port",
+            "[::ffff:127.0.0.1]:9400",
+            2_000_000,
+        ),
         ("remote address on the host's port", "192.0.2.7:9400", 2_000),
     ] {
         let target: SocketAddr = target.parse().unwrap();
