@@ -1,5 +1,7 @@
-//! The only `bindgen!` of the host: Rust bindings of `wit/plugin.wit`, and the
-//! conversions between the WIT types and the host's own [`model`](crate::model).
+//! The only `bindgen!` module of the host: Rust bindings of
+//! `wit/0.2.0/plugin.wit` (current) and of the frozen `wit/0.1.0/plugin.wit`
+//! ([`v0_1`]), and the conversions between the WIT types and the host's own
+//! [`model`](crate::model).
 //!
 //! The `plugin` world carries every import (the host capabilities); the three
 //! plugin worlds reuse those bindings through `with`, so one `Linker` serves
@@ -16,7 +18,7 @@ use crate::model;
 
 mod imports {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.2.0",
         world: "wasmon:plugin/plugin",
         imports: {
             "wasmon:plugin/http": async | trappable,
@@ -29,7 +31,7 @@ mod imports {
 
 mod collector {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.2.0",
         world: "wasmon:plugin/collector",
         exports: { default: async },
         with: { "wasmon:plugin": super::imports::wasmon::plugin },
@@ -38,7 +40,7 @@ mod collector {
 
 mod rule {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.2.0",
         world: "wasmon:plugin/rule",
         exports: { default: async },
         with: { "wasmon:plugin": super::imports::wasmon::plugin },
@@ -47,11 +49,131 @@ mod rule {
 
 mod sink {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.2.0",
         world: "wasmon:plugin/sink",
         exports: { default: async },
         with: { "wasmon:plugin": super::imports::wasmon::plugin },
     });
+}
+
+/// `wasmon:plugin@0.1.0`, frozen in `wit/0.1.0/`: components built against
+/// it keep running. Its `types` are 0.2.0's (the interface did not change,
+/// and component types are structural), so every export returns the same
+/// Rust types whatever the version; its imports are implemented by
+/// delegating to 0.2.0's (`host::v0_1`).
+pub mod v0_1 {
+    mod imports {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.1.0",
+            world: "wasmon:plugin/plugin",
+            imports: {
+                "wasmon:plugin/http": async | trappable,
+                "wasmon:plugin/redis": async | trappable,
+                "wasmon:plugin/rabbitmq": async | trappable,
+                default: trappable,
+            },
+            with: { "wasmon:plugin/types": crate::plugins::bindings::types },
+        });
+    }
+
+    mod collector {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.1.0",
+            world: "wasmon:plugin/collector",
+            exports: { default: async },
+            with: {
+                "wasmon:plugin/types": crate::plugins::bindings::types,
+                "wasmon:plugin/host": super::imports::wasmon::plugin::host,
+                "wasmon:plugin/http": super::imports::wasmon::plugin::http,
+                "wasmon:plugin/redis": super::imports::wasmon::plugin::redis,
+                "wasmon:plugin/rabbitmq": super::imports::wasmon::plugin::rabbitmq,
+            },
+        });
+    }
+
+    mod rule {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.1.0",
+            world: "wasmon:plugin/rule",
+            exports: { default: async },
+            with: {
+                "wasmon:plugin/types": crate::plugins::bindings::types,
+                "wasmon:plugin/host": super::imports::wasmon::plugin::host,
+                "wasmon:plugin/http": super::imports::wasmon::plugin::http,
+                "wasmon:plugin/redis": super::imports::wasmon::plugin::redis,
+                "wasmon:plugin/rabbitmq": super::imports::wasmon::plugin::rabbitmq,
+            },
+        });
+    }
+
+    mod sink {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.1.0",
+            world: "wasmon:plugin/sink",
+            exports: { default: async },
+            with: {
+                "wasmon:plugin/types": crate::plugins::bindings::types,
+                "wasmon:plugin/host": super::imports::wasmon::plugin::host,
+                "wasmon:plugin/http": super::imports::wasmon::plugin::http,
+                "wasmon:plugin/redis": super::imports::wasmon::plugin::redis,
+                "wasmon:plugin/rabbitmq": super::imports::wasmon::plugin::rabbitmq,
+            },
+        });
+    }
+
+    pub use collector::{Collector, CollectorPre};
+    pub use imports::wasmon::plugin::{host, http, rabbitmq, redis};
+    pub use rule::{Rule, RulePre};
+    pub use sink::{Sink, SinkPre};
+
+    /// Links the 0.1.0 imports (each delegating to 0.2.0's implementation).
+    pub fn add_to_linker(
+        linker: &mut wasmtime::component::Linker<crate::plugins::context::PluginCtx>,
+    ) -> wasmtime::Result<()> {
+        use crate::plugins::context::PluginCtx;
+        use wasmtime::component::HasSelf;
+        // `types` declares types only: an empty instance satisfies its import.
+        linker.instance("wasmon:plugin/types@0.1.0")?;
+        host::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |ctx| ctx)?;
+        http::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |ctx| ctx)?;
+        redis::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |ctx| ctx)?;
+        rabbitmq::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |ctx| ctx)?;
+        Ok(())
+    }
+}
+
+/// The version of the WIT package a component was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum WitVersion {
+    /// `wasmon:plugin@0.1.0` (frozen).
+    #[serde(rename = "0.1.0")]
+    V0_1,
+    /// `wasmon:plugin@0.2.0` (current).
+    #[serde(rename = "0.2.0")]
+    V0_2,
+}
+
+impl WitVersion {
+    /// `0.1.0` or `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The version of a component importing `imports`: 0.1.0 when it imports
+    /// any `wasmon:plugin/...@0.1.0` interface, else the current one.
+    pub fn of_imports<'a>(imports: impl IntoIterator<Item = &'a str>) -> WitVersion {
+        let old = imports
+            .into_iter()
+            .any(|name| name.starts_with("wasmon:plugin/") && name.ends_with("@0.1.0"));
+        if old {
+            WitVersion::V0_1
+        } else {
+            WitVersion::V0_2
+        }
+    }
 }
 
 pub use collector::{Collector, CollectorPre};

@@ -1,7 +1,7 @@
 //! What a plugin's `Store` holds: its WASI context, its limits, the per-call
 //! budget, and the environment its capabilities consult (`PluginEnv`).
 
-use super::egress::Egress;
+use super::capabilities::{self, States};
 use super::manifest::Manifest;
 use super::state::KvState;
 use crate::telemetry::Telemetry;
@@ -83,8 +83,8 @@ pub struct PluginEnv {
     pub config_json: String,
     /// The key-value state; owned by the plugin's slot, so it survives reloads.
     pub state: Arc<KvState>,
-    /// The HTTP clients of the `http` capability, and the host's own addresses.
-    pub egress: Egress,
+    /// The per-generation state of every capability (`capabilities::*`).
+    pub capabilities: States,
     /// Self-metrics.
     pub telemetry: Arc<Telemetry>,
     /// Rate limit of the `log` capability.
@@ -125,6 +125,16 @@ impl PluginMetrics {
     }
 }
 
+/// What the host lends every plugin generation.
+pub struct HostParts<'a> {
+    /// The capabilities' host-wide state.
+    pub shared: &'a capabilities::Shared,
+    /// The circuit breakers.
+    pub breakers: &'a super::breaker::Breakers,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+}
+
 impl PluginEnv {
     /// The environment of one generation of plugin `name`.
     pub fn new(
@@ -132,18 +142,24 @@ impl PluginEnv {
         export: &str,
         manifest: Manifest,
         state: Arc<KvState>,
-        egress: Egress,
-        telemetry: Arc<Telemetry>,
+        host: HostParts<'_>,
         output: GuestOutput,
     ) -> Self {
+        let telemetry = host.telemetry;
+        let services = capabilities::Services {
+            telemetry: &telemetry,
+            breakers: host.breakers,
+            breaker: manifest.breaker_settings(),
+        };
+        let capabilities = States::new(&name, &manifest.capabilities, host.shared, &services);
         PluginEnv {
             metrics: PluginMetrics::new(&telemetry, &name, export),
+            capabilities,
             name,
             log_limiter: Mutex::new(TokenBucket::new(manifest.log_lines_per_second)),
             config_json: manifest.config.to_string(),
             manifest,
             state,
-            egress,
             telemetry,
             output,
         }

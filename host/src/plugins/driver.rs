@@ -47,6 +47,8 @@ fn jittered(interval: Duration) -> Duration {
 async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
     // Spread first collections over a short window rather than all at once.
     let mut next = Instant::now() + Duration::from_millis(fastrand::u64(0..100));
+    // Whether `next` was pushed back by an open breaker (a reset then calls at once).
+    let mut backed_off = false;
     loop {
         if !wait(&inner, &slot, next).await {
             return;
@@ -57,7 +59,24 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
         if Instant::now() < next
             && slot.restart_at().is_none_or(|r| Instant::now() < r)
             && !woken_for_new(&slot, &generation)
+            && !(backed_off && inner.breakers.open_until(&slot.name).is_none())
         {
+            continue;
+        }
+        backed_off = false;
+        // `collect()` returning errors in a row opens the plugin's `collect`
+        // breaker: no call until its backoff has passed.
+        let breaker = inner.breakers.get(
+            &slot.name,
+            "collect",
+            generation.manifest.breaker_settings(),
+        );
+        if breaker.admit().is_err() {
+            backed_off = true;
+            next = inner
+                .breakers
+                .open_until(&slot.name)
+                .unwrap_or_else(|| Instant::now() + jittered(generation.manifest.interval));
             continue;
         }
         let now_ms = crate::time::now_ms();
@@ -66,6 +85,7 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
             .await
         {
             Some(Ok(samples)) => {
+                breaker.success();
                 let source = *slot.source.lock();
                 if let Some(source) = source {
                     let report = inner.deps.store.apply(source, samples, now_ms);
@@ -84,6 +104,7 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
                 }
             }
             Some(Err(CallError::Plugin(message))) => {
+                breaker.failure(&message);
                 tracing::warn!(plugin = %slot.name, error = %message, "collect returned an error")
             }
             Some(Err(_)) | None => {}
@@ -91,6 +112,12 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
         note_replaced(&slot, &generation);
         mark_seen(&slot, &generation);
         next = Instant::now() + jittered(generation.manifest.interval);
+        // While one of its sources' breakers is open, the interval backs off
+        // to that breaker's next attempt.
+        if let Some(open) = inner.breakers.open_until(&slot.name) {
+            backed_off = open > next;
+            next = next.max(open);
+        }
     }
 }
 

@@ -18,18 +18,25 @@
 //! max_alerts = 100              # rules: most active alerts (at most [alerts] max_alerts_per_rule)
 //! events = ["alert.*"]          # sinks: which event types it receives
 //! batch_size = 100              # sinks
+//! breaker_threshold = 5         # consecutive failures that open a source's circuit breaker
+//! breaker_backoff = "1s"        # first open period (jittered, doubles per failed trial)
+//! breaker_max_backoff = "60s"
 //! [capabilities.http]
 //! allow = ["127.0.0.1:8080", "*.example.org"]
 //! timeout = "5s"
 //! max_response_bytes = "1MiB"
 //! self = "read"                 # GET/HEAD of the host's /healthz, /readyz, /metrics
+//! [capabilities.redis]
+//! url = "redis://127.0.0.1:6379/0"   # rediss:// for TLS; user:password@ or password_env
+//! timeout = "2s"
+//! max_reply_bytes = "1MiB"
+//! write = ["XADD"]              # writes granted by name; reads need no grant
 //! [config]
 //! targets = ["http://127.0.0.1:8080/health"]
 //! ```
 
-mod http;
-
-pub use http::{HostPattern, HttpGrant, SELF_READ_PATHS, SelfAccess};
+pub use super::capabilities::Grants;
+pub use super::capabilities::http::{HostPattern, HttpGrant, SELF_READ_PATHS, SelfAccess};
 
 use crate::config::{PluginDefaults, PluginLimits};
 use crate::units::{self, ByteSize};
@@ -113,8 +120,8 @@ pub struct Manifest {
     pub events: Vec<String>,
     /// Sinks: most events per `deliver` call.
     pub batch_size: usize,
-    /// The HTTP grant, if any.
-    pub http: Option<HttpGrant>,
+    /// The capabilities granted (`[capabilities.*]`), each `None` when not granted.
+    pub capabilities: Grants,
     /// Most samples one call may return.
     pub max_samples_per_call: usize,
     /// Most bytes of key-value state.
@@ -122,6 +129,15 @@ pub struct Manifest {
     pub state_quota: ByteSize,
     /// Log lines per second.
     pub log_lines_per_second: u32,
+    /// Consecutive failures of a data source (or of `collect`) that open its
+    /// circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long a breaker first stays open; doubles on each failed trial.
+    #[serde(with = "units::duration")]
+    pub breaker_backoff: Duration,
+    /// The longest a breaker stays open.
+    #[serde(with = "units::duration")]
+    pub breaker_max_backoff: Duration,
     /// The `[config]` table, as JSON.
     #[serde(skip)]
     pub config: serde_json::Value,
@@ -153,33 +169,24 @@ struct RawManifest {
     max_samples_per_call: Option<usize>,
     state_quota: Option<ByteSize>,
     log_lines_per_second: Option<u32>,
+    breaker_threshold: Option<u32>,
+    #[serde(default, with = "units::duration_opt")]
+    breaker_backoff: Option<Duration>,
+    #[serde(default, with = "units::duration_opt")]
+    breaker_max_backoff: Option<Duration>,
     #[serde(default)]
-    capabilities: RawCapabilities,
+    capabilities: super::capabilities::Sections,
     #[serde(default)]
     config: toml::Table,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCapabilities {
-    http: Option<RawHttp>,
-}
+/// Default consecutive failures that open a circuit breaker.
+const BREAKER_THRESHOLD: u32 = 5;
+/// Default first open period of a breaker.
+const BREAKER_BACKOFF: Duration = Duration::from_secs(1);
+/// Default longest open period of a breaker.
+const BREAKER_MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    allow: Vec<String>,
-    #[serde(default, with = "units::duration_opt")]
-    timeout: Option<Duration>,
-    max_response_bytes: Option<ByteSize>,
-    #[serde(default, rename = "self")]
-    self_access: SelfAccess,
-}
-
-/// Default timeout of one HTTP request.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default response-size cap.
-const HTTP_MAX_RESPONSE: ByteSize = ByteSize(1024 * 1024);
 /// Smallest memory limit that can run a component at all.
 const MIN_MEMORY: ByteSize = ByteSize(1024 * 1024);
 
@@ -201,10 +208,13 @@ impl Manifest {
             max_alerts: None,
             events: Vec::new(),
             batch_size: 100,
-            http: None,
+            capabilities: Grants::default(),
             max_samples_per_call: defaults.max_samples_per_call,
             state_quota: defaults.state_quota,
             log_lines_per_second: defaults.log_lines_per_second,
+            breaker_threshold: BREAKER_THRESHOLD,
+            breaker_backoff: BREAKER_BACKOFF,
+            breaker_max_backoff: BREAKER_MAX_BACKOFF,
             config: serde_json::Value::Object(serde_json::Map::new()),
         })
     }
@@ -223,23 +233,7 @@ impl Manifest {
                     e.inner().to_string().trim()
                 )
             })?;
-        let http = match raw.capabilities.http {
-            Some(h) => {
-                let mut allow = Vec::with_capacity(h.allow.len());
-                for (i, entry) in h.allow.iter().enumerate() {
-                    allow.push(HostPattern::parse(entry).map_err(|e| {
-                        anyhow::anyhow!("invalid value for `capabilities.http.allow[{i}]`: {e}")
-                    })?);
-                }
-                Some(HttpGrant {
-                    allow,
-                    timeout: h.timeout.unwrap_or(HTTP_TIMEOUT),
-                    max_response_bytes: h.max_response_bytes.unwrap_or(HTTP_MAX_RESPONSE),
-                    self_access: h.self_access,
-                })
-            }
-            None => None,
-        };
+        let capabilities = raw.capabilities.grants()?;
         let config = serde_json::to_value(&raw.config)
             .map_err(|e| anyhow::anyhow!("invalid value for `config`: {e}"))?;
         let manifest = Manifest {
@@ -256,7 +250,7 @@ impl Manifest {
             max_alerts: raw.max_alerts,
             events: raw.events,
             batch_size: raw.batch_size.unwrap_or(100),
-            http,
+            capabilities,
             max_samples_per_call: raw
                 .max_samples_per_call
                 .unwrap_or(defaults.max_samples_per_call),
@@ -264,6 +258,9 @@ impl Manifest {
             log_lines_per_second: raw
                 .log_lines_per_second
                 .unwrap_or(defaults.log_lines_per_second),
+            breaker_threshold: raw.breaker_threshold.unwrap_or(BREAKER_THRESHOLD),
+            breaker_backoff: raw.breaker_backoff.unwrap_or(BREAKER_BACKOFF),
+            breaker_max_backoff: raw.breaker_max_backoff.unwrap_or(BREAKER_MAX_BACKOFF),
             config,
         };
         manifest.validate()?;
@@ -292,6 +289,14 @@ impl Manifest {
         if self.max_series == 0 {
             bail!("invalid value for `max_series`: must be greater than zero");
         }
+        if self.breaker_threshold == 0 {
+            bail!("invalid value for `breaker_threshold`: must be greater than zero");
+        }
+        if self.breaker_backoff.is_zero() || self.breaker_max_backoff < self.breaker_backoff {
+            bail!(
+                "invalid value for `breaker_max_backoff`: must be at least `breaker_backoff`, which must be greater than zero"
+            );
+        }
         if self.max_alerts == Some(0) {
             bail!("invalid value for `max_alerts`: must be greater than zero");
         }
@@ -315,6 +320,15 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// How this plugin's circuit breakers trip and recover.
+    pub fn breaker_settings(&self) -> super::breaker::BreakerSettings {
+        super::breaker::BreakerSettings {
+            threshold: self.breaker_threshold,
+            backoff: self.breaker_backoff,
+            max_backoff: self.breaker_max_backoff,
+        }
     }
 
     /// Whether a sink with this manifest receives events of `event_type`.
@@ -395,7 +409,10 @@ fn check_ceilings(table: &toml::Table, limits: &PluginLimits) -> Result<()> {
     Ok(())
 }
 
-fn display<T: fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn display<T: fmt::Display, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
 

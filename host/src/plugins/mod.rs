@@ -1,13 +1,15 @@
 //! The plugin boundary (**API boundary**): WebAssembly components that
-//! implement `wit/plugin.wit`, loaded from the plugin directory, sandboxed,
-//! supervised and hot-swapped one at a time.
+//! implement `wit/0.2.0/plugin.wit` (or the frozen 0.1.0), loaded from the
+//! plugin directory, sandboxed, supervised and hot-swapped one at a time.
 //!
 //! - `bindings`: the only `bindgen!`, and WIT <-> host type conversions.
 //! - `runtime`: the narrow wrapper around wasmtime (engine, linker, budgets,
 //!   fault classification); nothing else touches wasmtime's `Store`.
 //! - `context`: what a plugin's store holds; `host/`: one file per imported
 //!   interface (the capabilities), each denying what the manifest does not grant.
-//! - `egress`: where the `http` capability may connect (never the host's own API).
+//! - `capabilities`: one module per capability beyond logging, config and
+//!   state (`http`, ...): its manifest section, state, `impl Host` and metrics.
+//! - `breaker`: circuit breakers per plugin and data source.
 //! - `manifest`: `NAME.toml`.
 //! - `registry`: one slot per plugin (status, counters, state that survives reloads).
 //! - `reload`: the one path for startup, file changes, API and SIGHUP reloads.
@@ -20,9 +22,10 @@
 //! never blocks the HTTP runtime, and never touches another plugin.
 
 pub mod bindings;
+mod breaker;
+mod capabilities;
 mod context;
 mod driver;
-mod egress;
 mod host;
 pub mod manifest;
 mod registry;
@@ -32,8 +35,9 @@ mod standalone;
 mod state;
 mod watcher;
 
+pub use breaker::{BreakerState, BreakerView, Breakers};
+pub use capabilities::http::SelfAddresses;
 pub use context::Fault;
-pub use egress::SelfAddresses;
 pub use manifest::{Manifest, PluginKind};
 pub use registry::{
     Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,

@@ -3,8 +3,8 @@
 //! counters. Loading and swapping live in `reload`, the per-kind loops in
 //! `driver`.
 
+use super::capabilities;
 use super::context::{Fault, GuestOutput};
-use super::egress::Egress;
 use super::manifest::{Manifest, PluginKind};
 use super::runtime::{Instance, Prepared, Runtime};
 use super::state::KvState;
@@ -49,8 +49,11 @@ pub(super) struct Inner {
     pub(super) runtime: Runtime,
     pub(super) config: PluginsConfig,
     pub(super) deps: Deps,
-    /// The `http` capability's clients, and the host's own addresses.
-    pub(super) egress: Egress,
+    /// The host-wide state of every capability (the `http` capability's
+    /// clients and the host's own addresses, ...).
+    pub(super) capabilities: capabilities::Shared,
+    /// The circuit breakers of every plugin's data sources.
+    pub(super) breakers: Arc<super::breaker::Breakers>,
     /// Compilations that may run at once: loads run in parallel, and only
     /// their CPU-heavy part waits here (never behind another plugin's `init`).
     pub(super) compile_permits: tokio::sync::Semaphore,
@@ -265,6 +268,8 @@ pub struct PluginView {
     pub name: String,
     /// Its world, once known.
     pub kind: Option<PluginKind>,
+    /// The `wasmon:plugin` WIT version its component was built against.
+    pub wit: Option<super::bindings::WitVersion>,
     /// Where it is in its life.
     pub status: Status,
     /// The serving generation (0 before the first load).
@@ -332,6 +337,7 @@ impl Slot {
         PluginView {
             name: self.name.to_string(),
             kind: current.as_ref().map(|g| g.kind),
+            wit: current.as_ref().map(|g| g.prepared.version()),
             status: info.status,
             generation: info.generation,
             sha256: current.as_ref().map(|g| g.sha256.clone()),
@@ -400,12 +406,14 @@ impl Plugins {
             compilations,
             "plugin runtime ready"
         );
+        let breakers = Arc::new(super::breaker::Breakers::new(deps.telemetry.clone()));
         Ok(Plugins {
             inner: Arc::new(Inner {
                 runtime,
                 config,
                 deps,
-                egress: Egress::new()?,
+                capabilities: capabilities::Shared::new()?,
+                breakers,
                 compile_permits: tokio::sync::Semaphore::new(compilations),
                 slots: RwLock::new(BTreeMap::new()),
                 handle,
@@ -435,7 +443,22 @@ impl Plugins {
     /// bound): from then on no plugin may connect to it, except what
     /// `[capabilities.http] self = "read"` grants.
     pub fn set_listening(&self, addr: std::net::SocketAddr) {
-        self.inner.egress.set_listening(addr);
+        self.inner.capabilities.http.set_listening(addr);
+    }
+
+    /// The circuit breakers of the plugins' data sources.
+    pub fn breakers(&self) -> &super::breaker::Breakers {
+        &self.inner.breakers
+    }
+
+    /// Resets the breaker `name` (`plugin/source`) and wakes its plugin, so
+    /// a collector held back by it is called at once.
+    pub fn reset_breaker(&self, name: &str) -> Option<super::breaker::BreakerView> {
+        let view = self.inner.breakers.reset(name)?;
+        if let Some(slot) = self.slot(&view.plugin) {
+            slot.wake.notify_one();
+        }
+        Some(view)
     }
 
     /// Every plugin, by name.

@@ -15,7 +15,7 @@
 //! `init` hangs delays neither the others nor a file added meanwhile, and the
 //! host is ready once every plugin found at startup has loaded or failed.
 
-use super::context::{Fault, PluginEnv};
+use super::context::{Fault, HostParts, PluginEnv};
 use super::driver;
 use super::manifest::{Manifest, PluginKind};
 use super::registry::{ErrorInfo, Generation, Inner, LoadMemo, Plugins, Slot, Status, valid_name};
@@ -340,8 +340,11 @@ impl Inner {
             kind.export(),
             manifest.clone(),
             slot.state.clone(),
-            self.egress.clone(),
-            self.deps.telemetry.clone(),
+            HostParts {
+                shared: &self.capabilities,
+                breakers: &self.breakers,
+                telemetry: self.deps.telemetry.clone(),
+            },
             slot.output.clone(),
         ));
         let instance = self.runtime.instantiate(&prepared, env.clone()).await;
@@ -388,6 +391,7 @@ impl Inner {
         let generation = Arc::new(generation);
         let number = generation.number;
         let sha256 = generation.sha256.clone();
+        let wit = generation.prepared.version().as_str();
         let old = slot.current.swap(Some(generation));
         let old_kind = old.as_ref().map(|g| g.kind);
 
@@ -446,7 +450,7 @@ impl Inner {
         }
         drop(driver);
         slot.wake.notify_one();
-        tracing::info!(plugin = %name, generation = number, %kind, sha256 = %&sha256[..12], took = ?started.elapsed(), "plugin loaded");
+        tracing::info!(plugin = %name, generation = number, %kind, wit, sha256 = %&sha256[..12], took = ?started.elapsed(), "plugin loaded");
         LoadOutcome::Loaded {
             generation: number,
             sha256,
@@ -499,6 +503,7 @@ impl Inner {
         if !removed {
             return LoadOutcome::Absent;
         }
+        self.breakers.forget(name);
         tracing::info!(plugin = name, "plugin unloaded");
         LoadOutcome::Unloaded
     }

@@ -8,7 +8,7 @@
 //! limit (`ResourceLimiter`). A trap, a timeout or
 //! a limit hit becomes a [`Fault`]: the instance is discarded, never reused.
 
-use super::bindings::{self, RuleAlert, types};
+use super::bindings::{self, RuleAlert, WitVersion, types};
 use super::context::{Fault, PluginCtx, PluginEnv};
 use super::manifest::PluginKind;
 use crate::config::Compiler;
@@ -109,20 +109,30 @@ pub struct Runtime {
 #[derive(Clone)]
 pub struct Prepared {
     kind: PluginKind,
+    version: WitVersion,
     pre: Pre,
 }
 
+/// A world of either WIT version; their types are the same Rust types.
 #[derive(Clone)]
 enum Pre {
     Collector(bindings::CollectorPre<PluginCtx>),
     Rule(bindings::RulePre<PluginCtx>),
     Sink(bindings::SinkPre<PluginCtx>),
+    CollectorV0_1(bindings::v0_1::CollectorPre<PluginCtx>),
+    RuleV0_1(bindings::v0_1::RulePre<PluginCtx>),
+    SinkV0_1(bindings::v0_1::SinkPre<PluginCtx>),
 }
 
 impl Prepared {
     /// The world it implements.
     pub fn kind(&self) -> PluginKind {
         self.kind
+    }
+
+    /// The WIT version it was built against.
+    pub fn version(&self) -> WitVersion {
+        self.version
     }
 }
 
@@ -176,6 +186,9 @@ impl Runtime {
         bindings::Plugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)
             .map_err(anyhow::Error::from)
             .context("failed to link the host capabilities")?;
+        bindings::v0_1::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link the wasmon:plugin@0.1.0 capabilities")?;
         let activity = Arc::new(Activity::default());
         let ticker = EpochTicker::start(engine.clone(), activity.clone())?;
         Ok(Runtime {
@@ -226,21 +239,44 @@ impl Runtime {
                 "ambiguous plugin: it exports more than one of `collect`, `evaluate`, `deliver`"
             ),
         };
+        let version = WitVersion::of_imports(
+            component
+                .component_type()
+                .imports(&self.engine)
+                .map(|(name, _)| name),
+        );
         let instance_pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| anyhow::anyhow!("cannot link the {kind} plugin: {e:#}"))?;
         let mismatch = |e: wasmtime::Error| {
-            anyhow::anyhow!("does not match the wasmon:plugin/{kind}@0.1.0 world: {e:#}")
+            anyhow::anyhow!(
+                "does not match the wasmon:plugin/{kind}@{} world: {e:#}",
+                version.as_str()
+            )
         };
-        let pre = match kind {
-            PluginKind::Collector => {
+        use bindings::v0_1;
+        let pre = match (version, kind) {
+            (WitVersion::V0_2, PluginKind::Collector) => {
                 Pre::Collector(bindings::CollectorPre::new(instance_pre).map_err(mismatch)?)
             }
-            PluginKind::Rule => Pre::Rule(bindings::RulePre::new(instance_pre).map_err(mismatch)?),
-            PluginKind::Sink => Pre::Sink(bindings::SinkPre::new(instance_pre).map_err(mismatch)?),
+            (WitVersion::V0_2, PluginKind::Rule) => {
+                Pre::Rule(bindings::RulePre::new(instance_pre).map_err(mismatch)?)
+            }
+            (WitVersion::V0_2, PluginKind::Sink) => {
+                Pre::Sink(bindings::SinkPre::new(instance_pre).map_err(mismatch)?)
+            }
+            (WitVersion::V0_1, PluginKind::Collector) => {
+                Pre::CollectorV0_1(v0_1::CollectorPre::new(instance_pre).map_err(mismatch)?)
+            }
+            (WitVersion::V0_1, PluginKind::Rule) => {
+                Pre::RuleV0_1(v0_1::RulePre::new(instance_pre).map_err(mismatch)?)
+            }
+            (WitVersion::V0_1, PluginKind::Sink) => {
+                Pre::SinkV0_1(v0_1::SinkPre::new(instance_pre).map_err(mismatch)?)
+            }
         };
-        Ok(Prepared { kind, pre })
+        Ok(Prepared { kind, version, pre })
     }
 
     /// Instantiates a prepared component and calls its `init`, both within
@@ -271,6 +307,11 @@ impl Runtime {
                 Pre::Collector(p) => Exports::Collector(p.instantiate_async(&mut *store).await?),
                 Pre::Rule(p) => Exports::Rule(p.instantiate_async(&mut *store).await?),
                 Pre::Sink(p) => Exports::Sink(p.instantiate_async(&mut *store).await?),
+                Pre::CollectorV0_1(p) => {
+                    Exports::CollectorV0_1(p.instantiate_async(&mut *store).await?)
+                }
+                Pre::RuleV0_1(p) => Exports::RuleV0_1(p.instantiate_async(&mut *store).await?),
+                Pre::SinkV0_1(p) => Exports::SinkV0_1(p.instantiate_async(&mut *store).await?),
             })
         })
         .await?;
@@ -285,6 +326,9 @@ enum Exports {
     Collector(bindings::Collector),
     Rule(bindings::Rule),
     Sink(bindings::Sink),
+    CollectorV0_1(bindings::v0_1::Collector),
+    RuleV0_1(bindings::v0_1::Rule),
+    SinkV0_1(bindings::v0_1::Sink),
 }
 
 /// One live instance of a plugin: its store and its exports.
@@ -310,35 +354,56 @@ impl Instance {
             Exports::Sink(e) => {
                 run(&mut self.store, budget, async |s| e.call_init(s).await).await?
             }
+            Exports::CollectorV0_1(e) => {
+                run(&mut self.store, budget, async |s| e.call_init(s).await).await?
+            }
+            Exports::RuleV0_1(e) => {
+                run(&mut self.store, budget, async |s| e.call_init(s).await).await?
+            }
+            Exports::SinkV0_1(e) => {
+                run(&mut self.store, budget, async |s| e.call_init(s).await).await?
+            }
         };
         result.map_err(|e| CallError::Plugin(format!("init failed: {}", e.message)))
     }
 
     /// Calls a collector's `collect`.
     pub async fn collect(&mut self) -> Result<Vec<model::Sample>, CallError> {
-        let Exports::Collector(e) = &self.exports else {
-            return Err(wrong_world("collect"));
-        };
         let env = self.store.data().env.clone();
         let budget = Budget::new(env.manifest.timeout, "timeout");
-        let samples = run(&mut self.store, budget, async |s| e.call_collect(s).await)
-            .await?
-            .map_err(|e| CallError::Plugin(e.message))?;
+        let samples = match &self.exports {
+            Exports::Collector(e) => {
+                run(&mut self.store, budget, async |s| e.call_collect(s).await).await?
+            }
+            Exports::CollectorV0_1(e) => {
+                run(&mut self.store, budget, async |s| e.call_collect(s).await).await?
+            }
+            _ => return Err(wrong_world("collect")),
+        }
+        .map_err(|e| CallError::Plugin(e.message))?;
         check_output(samples.len(), env.manifest.max_samples_per_call)?;
         Ok(samples.into_iter().map(model::Sample::from).collect())
     }
 
     /// Calls a rule's `evaluate`.
     pub async fn evaluate(&mut self, input: types::RuleInput) -> Result<Vec<RuleAlert>, CallError> {
-        let Exports::Rule(e) = &self.exports else {
-            return Err(wrong_world("evaluate"));
-        };
         let env = self.store.data().env.clone();
         let budget = Budget::new(env.manifest.timeout, "timeout");
-        let alerts = run(&mut self.store, budget, async |s| {
-            e.call_evaluate(s, &input).await
-        })
-        .await?
+        let alerts = match &self.exports {
+            Exports::Rule(e) => {
+                run(&mut self.store, budget, async |s| {
+                    e.call_evaluate(s, &input).await
+                })
+                .await?
+            }
+            Exports::RuleV0_1(e) => {
+                run(&mut self.store, budget, async |s| {
+                    e.call_evaluate(s, &input).await
+                })
+                .await?
+            }
+            _ => return Err(wrong_world("evaluate")),
+        }
         .map_err(|e| CallError::Plugin(e.message))?;
         check_output(alerts.len(), env.manifest.max_samples_per_call)?;
         Ok(alerts.into_iter().map(RuleAlert::from).collect())
@@ -346,15 +411,23 @@ impl Instance {
 
     /// Calls a sink's `deliver`.
     pub async fn deliver(&mut self, batch: &[Arc<model::Event>]) -> Result<(), CallError> {
-        let Exports::Sink(e) = &self.exports else {
-            return Err(wrong_world("deliver"));
-        };
         let budget = Budget::new(self.store.data().env.manifest.timeout, "timeout");
         let batch: Vec<types::Event> = batch.iter().map(|e| types::Event::from(&**e)).collect();
-        run(&mut self.store, budget, async |s| {
-            e.call_deliver(s, &batch).await
-        })
-        .await?
+        match &self.exports {
+            Exports::Sink(e) => {
+                run(&mut self.store, budget, async |s| {
+                    e.call_deliver(s, &batch).await
+                })
+                .await?
+            }
+            Exports::SinkV0_1(e) => {
+                run(&mut self.store, budget, async |s| {
+                    e.call_deliver(s, &batch).await
+                })
+                .await?
+            }
+            _ => return Err(wrong_world("deliver")),
+        }
         .map_err(|e| match e {
             types::DeliveryError::Retryable(message) => CallError::Delivery {
                 retryable: true,

@@ -3,8 +3,8 @@
 //! through the same runtime, limits and capabilities as a registered plugin.
 
 use super::bindings::{RuleAlert, types};
-use super::context::{GuestOutput, PluginEnv};
-use super::egress::Egress;
+use super::capabilities;
+use super::context::{GuestOutput, HostParts, PluginEnv};
 use super::manifest::{Manifest, PluginKind};
 use super::runtime::{CallError, Instance, Runtime};
 use super::state::KvState;
@@ -42,13 +42,17 @@ impl Standalone {
             Some(text) => Manifest::parse(text, &defaults, &limits)?,
             None => Manifest::defaults(&defaults, &limits),
         };
+        let telemetry = Arc::new(Telemetry::new()?);
         let env = Arc::new(PluginEnv::new(
             Arc::from(name),
             prepared.kind().export(),
             manifest,
             Arc::new(KvState::new()),
-            Egress::new()?,
-            Arc::new(Telemetry::new()?),
+            HostParts {
+                shared: &capabilities::Shared::new()?,
+                breakers: &super::breaker::Breakers::new(telemetry.clone()),
+                telemetry,
+            },
             GuestOutput::default(),
         ));
         let instance = runtime

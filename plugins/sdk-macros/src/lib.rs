@@ -7,8 +7,11 @@
 
 use proc_macro::TokenStream;
 
-/// The one WIT package, read when this crate is compiled.
-const WIT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit/plugin.wit"));
+/// The current WIT package (`wit/0.2.0`), read when this crate is compiled.
+const WIT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../wit/0.2.0/plugin.wit"
+));
 
 /// `export_world!(collector, path::To::Type)`: see the crate docs.
 #[proc_macro]
@@ -61,11 +64,11 @@ pub fn export_world(input: TokenStream) -> TokenStream {
                 world: "{world}",
                 runtime_path: "::wasmon_sdk::__private::wit_bindgen::rt",
                 with: {{
-                    "wasmon:plugin/types@0.1.0": ::wasmon_sdk::wit::types,
-                    "wasmon:plugin/host@0.1.0": ::wasmon_sdk::wit::host,
-                    "wasmon:plugin/http@0.1.0": ::wasmon_sdk::wit::http,
-                    "wasmon:plugin/redis@0.1.0": ::wasmon_sdk::wit::redis,
-                    "wasmon:plugin/rabbitmq@0.1.0": ::wasmon_sdk::wit::rabbitmq,
+                    "wasmon:plugin/types@0.2.0": ::wasmon_sdk::wit::types,
+                    "wasmon:plugin/host@0.2.0": ::wasmon_sdk::wit::host,
+                    "wasmon:plugin/http@0.2.0": ::wasmon_sdk::wit::http,
+                    "wasmon:plugin/redis@0.2.0": ::wasmon_sdk::wit::redis,
+                    "wasmon:plugin/rabbitmq@0.2.0": ::wasmon_sdk::wit::rabbitmq,
                 }},
             }});
             struct Export;

@@ -24,7 +24,7 @@
 //!   `wit-bindgen`); the world a plugin exports is generated in the plugin's own
 //!   crate by the `export_*!` macros, with these imports shared.
 //! - [`Collector`], [`Rule`], [`Sink`]: one trait per world, with defaults.
-//! - [`config`], [`state`], [`http`], [`log`]: the host capabilities in Rust shape.
+//! - [`config`], [`state`], [`http`], [`redis`], [`log`]: the host capabilities in Rust shape.
 //! - [`glob`]: the `*` patterns manifests and configs use.
 //! - the re-exported WIT types ([`Sample`], [`Alert`], [`Event`], ...) with builders.
 
@@ -33,7 +33,7 @@
 mod bindings {
     #![allow(missing_docs, clippy::all)]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/0.2.0",
         world: "plugin",
         // So plugins and their tests can compare samples, alerts and events.
         additional_derives: [PartialEq],
@@ -44,6 +44,7 @@ pub mod config;
 pub mod glob;
 pub mod http;
 pub mod log;
+pub mod redis;
 pub mod state;
 mod types;
 

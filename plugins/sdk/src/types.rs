@@ -40,6 +40,12 @@ impl From<crate::http::HttpError> for Error {
     }
 }
 
+impl From<crate::redis::RedisError> for Error {
+    fn from(error: crate::redis::RedisError) -> Self {
+        Error::new(error.to_string())
+    }
+}
+
 impl Label {
     /// A label.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {

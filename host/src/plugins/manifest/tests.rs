@@ -19,7 +19,7 @@ fn empty_manifest_takes_the_defaults() {
     assert_eq!(m.timeout, Duration::from_secs(2));
     assert_eq!(m.max_series, 10_000);
     assert_eq!(m.init_timeout, Duration::from_secs(10));
-    assert!(m.http.is_none());
+    assert!(m.capabilities.http.is_none());
     assert_eq!(m.config, serde_json::json!({}));
 }
 
@@ -44,7 +44,7 @@ fn full_manifest() {
     assert_eq!(m.timeout, Duration::from_millis(1500));
     assert_eq!(m.memory_limit, ByteSize(16 << 20));
     assert_eq!(m.for_duration, Duration::from_secs(30));
-    let http = m.http.unwrap();
+    let http = m.capabilities.http.unwrap();
     assert_eq!(http.allow.len(), 2);
     assert_eq!(m.config["checks"][0]["warn"], serde_json::json!(0.8));
 }
@@ -58,9 +58,14 @@ fn errors_name_the_key() {
         "`capabilities.http.allow[0]`",
     );
     check_err(
-        "[capabilities.redis]\nurl = \"redis://x\"",
-        "unknown field `redis`",
+        "[capabilities.redis]\nurl = \"http://x\"",
+        "`capabilities.redis.url`",
     );
+    check_err(
+        "[capabilities.redis]\nurl = \"redis://x\"\nwrite = [\"BLPOP\"]",
+        "`capabilities.redis.write[0]`",
+    );
+    check_err("[capabilities.sql]\nurl = \"x\"", "unknown field `sql`");
     check_err("memory_limit = \"1KiB\"", "`memory_limit`");
     check_err("kind = \"collector\"\nselect = [\"x\"]", "`select`");
     check_err("kind = \"gadget\"", "`kind`");
@@ -158,7 +163,7 @@ fn values_at_a_ceiling_are_accepted_and_max_series_may_only_lower_it() {
 
 #[test]
 fn self_access_is_none_unless_granted_and_only_reads_health_and_metrics() {
-    let grant = |text: &str| parse(text).unwrap().http.unwrap().self_access;
+    let grant = |text: &str| parse(text).unwrap().capabilities.http.unwrap().self_access;
     assert_eq!(
         grant("[capabilities.http]\nallow = [\"x\"]"),
         SelfAccess::None
@@ -193,14 +198,17 @@ fn the_example_manifests_parse_within_the_example_limits() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = crate::config::Config::load(Some(&root.join("examples/wasmon.toml")), []).unwrap();
     let (defaults, limits) = (&config.plugins.defaults, &config.plugins.limits);
-    for name in ["http_probe", "threshold", "webhook"] {
+    for name in ["http_probe", "threshold", "webhook", "redis"] {
         let path = root.join(format!("examples/plugins.d/{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
         let manifest = Manifest::parse(&text, defaults, limits)
             .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         if name == "http_probe" {
             // It probes the host itself, so it has the read-only self grant.
-            assert_eq!(manifest.http.unwrap().self_access, SelfAccess::Read);
+            assert_eq!(
+                manifest.capabilities.http.unwrap().self_access,
+                SelfAccess::Read
+            );
         }
     }
 }

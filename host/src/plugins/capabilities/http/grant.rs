@@ -2,10 +2,50 @@
 //! reach (`allow`), and whether the plugin may read the host's own health and
 //! metrics (`self = "read"`).
 
+use crate::plugins::capabilities::KeyError;
 use crate::units::{self, ByteSize};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
+
+/// Default timeout of one HTTP request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default response-size cap.
+const HTTP_MAX_RESPONSE: ByteSize = ByteSize(1024 * 1024);
+
+/// `[capabilities.http]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// `host[:port]` patterns the plugin may reach.
+    allow: Vec<String>,
+    /// Longest request (default 5s).
+    #[serde(default, with = "units::duration_opt")]
+    timeout: Option<Duration>,
+    /// Largest response body (default 1MiB).
+    max_response_bytes: Option<ByteSize>,
+    /// Access to the host's own API: none, or `read`.
+    #[serde(default, rename = "self")]
+    self_access: SelfAccess,
+}
+
+impl Section {
+    /// The grant, with defaults filled in; an error names the key.
+    pub fn resolve(self) -> Result<HttpGrant, KeyError> {
+        let mut allow = Vec::with_capacity(self.allow.len());
+        for (i, entry) in self.allow.iter().enumerate() {
+            allow.push(
+                HostPattern::parse(entry).map_err(|e| KeyError::new(format!("allow[{i}]"), e))?,
+            );
+        }
+        Ok(HttpGrant {
+            allow,
+            timeout: self.timeout.unwrap_or(HTTP_TIMEOUT),
+            max_response_bytes: self.max_response_bytes.unwrap_or(HTTP_MAX_RESPONSE),
+            self_access: self.self_access,
+        })
+    }
+}
 
 /// What the `http` capability may reach.
 #[derive(Debug, Clone, Serialize)]
@@ -16,7 +56,7 @@ pub struct HttpGrant {
     #[serde(with = "units::duration")]
     pub timeout: Duration,
     /// Largest response body.
-    #[serde(serialize_with = "super::display")]
+    #[serde(serialize_with = "crate::plugins::manifest::display")]
     pub max_response_bytes: ByteSize,
     /// What the plugin may do on the host's own API (its listening address
     /// and port): nothing, or `read` its health and metrics.

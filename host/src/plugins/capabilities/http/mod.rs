@@ -1,21 +1,62 @@
-//! `wasmon:plugin/http`: outbound HTTP to the hosts the manifest allow-lists,
-//! with a timeout (capped by the call's remaining budget) and a response-size
-//! cap. No redirects are followed: the plugin sees the 3xx. Whatever the
-//! allow-list says, the host's own API is off limits (`plugins::egress`),
-//! checked on the IP literal or, for a name, on the resolved address at
-//! connect time; `[capabilities.http] self = "read"` opens `GET`/`HEAD` of
-//! its health and metrics.
+//! The `http` capability (`wasmon:plugin/http`): outbound HTTP to the hosts
+//! the manifest allow-lists, with a timeout (capped by the call's remaining
+//! budget) and a response-size cap. No redirects are followed: the plugin
+//! sees the 3xx. Whatever the allow-list says, the host's own API is off
+//! limits (`egress`), checked on the IP literal or, for a name, on the
+//! resolved address at connect time; `[capabilities.http] self = "read"`
+//! opens `GET`/`HEAD` of its health and metrics.
+//!
+//! - `grant`: the manifest section `[capabilities.http]`.
+//! - `egress`: the clients and the self-address check (host-wide, shared by
+//!   every generation).
 
+pub mod egress;
+mod grant;
+
+pub use egress::{Egress, SelfAddresses};
+pub use grant::{HostPattern, HttpGrant, SELF_READ_PATHS, Section, SelfAccess};
+
+use super::{Capability, KeyError, Services};
 use crate::plugins::bindings::{http, types};
 use crate::plugins::context::PluginCtx;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The `http` capability.
+pub struct Http;
+
+impl Capability for Http {
+    const NAME: &'static str = "http";
+    type Section = Section;
+    type Grant = HttpGrant;
+    type Shared = Egress;
+    type State = Egress;
+
+    fn grant(section: Section) -> Result<HttpGrant, KeyError> {
+        section.resolve()
+    }
+
+    fn shared() -> anyhow::Result<Egress> {
+        Egress::new()
+    }
+
+    fn state(
+        _plugin: &Arc<str>,
+        _grant: Option<&HttpGrant>,
+        shared: &Egress,
+        _services: &Services<'_>,
+    ) -> Egress {
+        // The clients pool connections host-wide; a generation shares them.
+        shared.clone()
+    }
+}
 
 impl http::Host for PluginCtx {
     async fn send(
         &mut self,
         request: http::Request,
     ) -> wasmtime::Result<Result<http::Response, http::HttpError>> {
-        let Some(grant) = self.env.manifest.http.clone() else {
+        let Some(grant) = self.env.manifest.capabilities.http.clone() else {
             let why = self.deny(
                 "http",
                 format!("{}: the manifest has no [capabilities.http]", request.url),
@@ -51,7 +92,11 @@ impl http::Host for PluginCtx {
         }
         let method = method(request.method);
         let env = self.env.clone();
-        let client = match env.egress.route(&url, port, &method, grant.self_access) {
+        let client = match env
+            .capabilities
+            .http
+            .route(&url, port, &method, grant.self_access)
+        {
             Ok(client) => client,
             Err(why) => return Ok(Err(http::HttpError::NotGranted(self.deny("http", why)))),
         };
@@ -64,7 +109,7 @@ impl http::Host for PluginCtx {
         let result = tokio::time::timeout(timeout, exchange(builder, max)).await;
         Ok(match result {
             Err(_) => Err(http::HttpError::Timeout),
-            Ok(Err(Failure::Transport(e))) => match env.egress.refusal(&e) {
+            Ok(Err(Failure::Transport(e))) => match env.capabilities.http.refusal(&e) {
                 Some(why) => Err(http::HttpError::NotGranted(self.deny("http", why))),
                 None => Err(transport(e)),
             },

@@ -15,7 +15,7 @@
 //! exception is `[capabilities.http] self = "read"`: `GET`/`HEAD` of
 //! `/healthz`, `/readyz`, `/metrics`.
 
-use super::manifest::{SELF_READ_PATHS, SelfAccess};
+use super::grant::{SELF_READ_PATHS, SelfAccess};
 use anyhow::Result;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
