@@ -74,7 +74,8 @@ impl Layout {
 /// (broker first, its helpers by PID, epmd last).
 pub struct RabbitMqServer {
     // Field order is drop order: the broker before its epmd, both before the dir.
-    server: ChildProcess,
+    // A lock, so `kill`/`restart` can replace the broker through `&self`.
+    server: std::sync::Mutex<ChildProcess>,
     epmd: ChildProcess,
     layout: Layout,
     dir: tempfile::TempDir,
@@ -131,9 +132,11 @@ impl RabbitMqServer {
             "127.0.0.1",
         ])
         .current_dir(&layout.dir);
+        // A tag of its own: killing the broker (`kill`, `restart`) kills
+        // every process carrying the broker's tag, and epmd must survive that.
         let epmd = ChildProcess::spawn(
             "epmd",
-            &tag,
+            &format!("{tag}-epmd"),
             epmd,
             Duration::from_secs(5),
             Default::default(),
@@ -150,35 +153,9 @@ impl RabbitMqServer {
                 .is_ok_and(|o| o.status.success())
         })?;
 
-        let mut cmd = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmq-server"));
-        layout.apply_env(&mut cmd);
-        cmd.env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", layout.port.to_string())
-            // Always set: the default (port + 20000) overflows for high ports.
-            .env("RABBITMQ_DIST_PORT", layout.dist_port.to_string())
-            .env(
-                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                "-kernel inet_dist_use_interface {127,0,0,1}",
-            )
-            // Log to stdout, which is captured.
-            .env("RABBITMQ_LOGS", "-");
-        let server = ChildProcess::spawn(
-            "rabbitmq-server",
-            &tag,
-            cmd,
-            Duration::from_secs(15),
-            Default::default(),
-        )
-        .map_err(|e| {
-            StartError::new(format!(
-                "cannot run {RABBITMQ_BIN}/rabbitmq-server ({e}); run scripts/test.sh to install it"
-            ))
-        })?;
-        server.wait_ready(Duration::from_secs(90), || {
-            process::port_open(layout.port) && amqp_handshake(layout.port).is_ok()
-        })?;
+        let server = spawn_broker(&layout, &tag, Default::default())?;
         Ok(RabbitMqServer {
-            server,
+            server: std::sync::Mutex::new(server),
             epmd,
             layout,
             dir,
@@ -228,14 +205,14 @@ impl RabbitMqServer {
 
     /// The tag in the environment of its processes, epmd included (see
     /// [`crate::leftover_processes`]).
-    pub fn tag(&self) -> &str {
-        self.server.tag()
+    pub fn tag(&self) -> String {
+        self.broker().tag().to_string()
     }
 
     /// Its processes now, epmd included (see [`crate::ProcessId`]); after drop
     /// none of them runs.
     pub fn processes(&self) -> Vec<crate::ProcessId> {
-        let mut all = self.server.processes();
+        let mut all = self.broker().processes();
         all.extend(self.epmd.processes());
         all.sort();
         all.dedup();
@@ -244,18 +221,56 @@ impl RabbitMqServer {
 
     /// The broker's PID (the `rabbitmq-server` script, parent of the Erlang VM).
     pub fn pid(&self) -> i32 {
-        self.server.pid()
+        self.broker().pid()
     }
 
     /// Its output so far.
     pub fn logs(&self) -> String {
-        self.server.logs().text()
+        self.broker().logs().text()
+    }
+
+    fn broker(&self) -> std::sync::MutexGuard<'_, ChildProcess> {
+        self.server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Kills the broker with SIGKILL (a crash: nothing is flushed beyond what
+    /// it had written); epmd, the directory and the ports stay for
+    /// [`RabbitMqServer::restart`].
+    pub fn kill(&self) {
+        self.broker().stop_with(libc::SIGKILL);
+    }
+
+    /// Starts the broker again on the same port, node and data directory
+    /// (durable queues and persistent messages survive), killing it first if
+    /// it runs; returns once it answers AMQP. Its output keeps accumulating
+    /// in [`RabbitMqServer::logs`]; its processes get a new [`tag`](Self::tag).
+    pub fn restart(&self) {
+        let mut broker = self.broker();
+        broker.stop_with(libc::SIGKILL);
+        let logs = broker.logs().clone();
+        // A new tag: dropping the old guard kills whatever carries its tag.
+        let tag = process::new_tag("rabbitmq");
+        let mut last = String::new();
+        // Right after a kill the port may linger for a moment: retry.
+        for _ in 0..3 {
+            match spawn_broker(&self.layout, &tag, logs.clone()) {
+                Ok(server) => {
+                    *broker = server;
+                    return;
+                }
+                Err(e) => last = e.message,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("cannot restart rabbitmq-server: {last}");
     }
 
     /// Stops the broker and epmd and removes the directory; what drop does,
     /// callable through a shared reference (the shared broker, at exit).
     fn shutdown(&self) {
-        self.server.stop();
+        self.broker().stop();
         self.epmd.stop();
         // A static's TempDir is never dropped: remove it here.
         let _ = std::fs::remove_dir_all(self.dir.path());
@@ -266,6 +281,36 @@ impl Drop for RabbitMqServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Starts `rabbitmq-server` for `layout` and waits until it answers AMQP.
+fn spawn_broker(
+    layout: &Layout,
+    tag: &str,
+    logs: std::sync::Arc<process::Logs>,
+) -> Result<ChildProcess, StartError> {
+    let mut cmd = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmq-server"));
+    layout.apply_env(&mut cmd);
+    cmd.env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_NODE_PORT", layout.port.to_string())
+        // Always set: the default (port + 20000) overflows for high ports.
+        .env("RABBITMQ_DIST_PORT", layout.dist_port.to_string())
+        .env(
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+            "-kernel inet_dist_use_interface {127,0,0,1}",
+        )
+        // Log to stdout, which is captured.
+        .env("RABBITMQ_LOGS", "-");
+    let server = ChildProcess::spawn("rabbitmq-server", tag, cmd, Duration::from_secs(15), logs)
+        .map_err(|e| {
+            StartError::new(format!(
+                "cannot run {RABBITMQ_BIN}/rabbitmq-server ({e}); run scripts/test.sh to install it"
+            ))
+        })?;
+    server.wait_ready(Duration::from_secs(90), || {
+        process::port_open(layout.port) && amqp_handshake(layout.port).is_ok()
+    })?;
+    Ok(server)
 }
 
 /// Sends the AMQP protocol header and expects a method frame (`Connection.Start`).
