@@ -33,8 +33,10 @@
 //! `wasmon_alert_active` series are a derived store source holding at most
 //! half of `store.reserved_series`, so rules never crowd out the samplers.
 
+mod status;
 mod view;
 
+pub use status::StatusDocument;
 pub use view::{AlertQuery, AlertView, AlertsPage, CheckView, RuleStats};
 
 use crate::config::AlertsConfig;
@@ -97,6 +99,8 @@ struct RuleAlerts {
     dropped_resolved: u64,
     /// When its oldest resolved alert resolved.
     oldest_resolved_ms: Option<u64>,
+    /// Unix milliseconds of its latest evaluation.
+    last_evaluated_ms: u64,
 }
 
 impl RuleAlerts {
@@ -200,6 +204,7 @@ impl AlertManager {
             return changes;
         };
         r.evaluation += 1;
+        r.last_evaluated_ms = now_ms;
         r.max_alerts = cap;
         let evaluation = r.evaluation;
         let before = r.dropped_active + r.dropped_resolved;
@@ -457,6 +462,7 @@ impl AlertManager {
 
     fn publish(&self, changes: &[AlertChange]) {
         for change in changes {
+            status::log_change(change);
             let mut event = Event::new(format!("alert.{}", change.state.as_str()), "rule");
             event.severity = change.severity;
             event.detail = Some(change.summary.clone());
