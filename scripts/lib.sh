@@ -34,6 +34,8 @@ ensure_test_servers() {
   { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null; } || missing+=(rabbitmq-server)
   { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
   command -v curl >/dev/null || missing+=(curl)
+  # deploy/wasmon.service is checked with `systemd-analyze verify`.
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
   apt_install "${missing[@]}"
 }
 
@@ -41,6 +43,8 @@ ensure_test_servers() {
 ensure_bench_tools() {
   local missing=()
   command -v wrk >/dev/null || missing+=(wrk)
+  # host/benches/amqp.rs runs a real broker.
+  { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null; } || missing+=(rabbitmq-server)
   apt_install "${missing[@]}"
 }
 

@@ -109,6 +109,9 @@ pub async fn run(
     // draining still reach the sinks.
     let plugins_shutdown = Shutdown::new();
     let state = AppState::new(config, plugin_runtime, plugins_shutdown.clone())?;
+    // `[[ingest.amqp]]` consumers; a missing broker URL fails the start.
+    let _amqp =
+        crate::amqp::ingest::spawn_all(&state.config, &state.ingest, &state.telemetry, &shutdown)?;
 
     let (listener, local) = export::server::bind(addr).await?;
     tracing::info!(addr = %local, "listening");

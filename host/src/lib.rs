@@ -17,9 +17,12 @@
 //! - [`rules`]: the alert state machine fed by rule plugins.
 //! - [`sinks`]: the event log and delivery to sink plugins.
 //! - [`export`]: the HTTP surface: `/metrics`, REST, health.
+//! - [`amqp`]: the AMQP client (consumer, publisher with confirms, queue
+//!   depth) and `[[ingest.amqp]]`.
 //! - [`telemetry`]: the host's own metrics.
 //! - [`shutdown`]: the token every task watches.
 
+pub mod amqp;
 pub mod app;
 pub mod config;
 pub mod export;

@@ -44,6 +44,13 @@ pub struct Telemetry {
     pub plugin_log_dropped: IntCounterVec,
     /// Capability calls a plugin's manifest does not grant.
     pub plugin_capability_denied: IntCounterVec,
+    /// Capability calls by capability and result (`ok`, `server`,
+    /// `connection`, `timeout`, `forbidden`, `too_large`).
+    pub plugin_capability_calls: IntCounterVec,
+    /// Circuit breaker state per plugin and source: 0 closed, 1 half-open, 2 open.
+    pub circuit_breaker_state: IntGaugeVec,
+    /// Circuit breaker transitions per plugin, source and new state.
+    pub circuit_breaker_transitions: IntCounterVec,
     /// Events handed to a sink and acknowledged.
     pub sink_delivered: IntCounterVec,
     /// Failed deliveries by kind: `retryable` or `permanent`.
@@ -87,6 +94,8 @@ pub struct Telemetry {
     /// HTTP connections closed by a server timeout, by phase: `header` (a
     /// request's headers too slow), `idle` (keep-alive), `body` (408).
     pub http_timeouts: IntCounterVec,
+    /// The AMQP client's metrics (`wasmon_amqp_*`).
+    pub amqp: crate::amqp::AmqpMetrics,
 }
 
 impl Telemetry {
@@ -171,6 +180,24 @@ impl Telemetry {
                 "wasmon_plugin_capability_denied_total",
                 "Plugin calls to capabilities their manifest does not grant.",
                 &["plugin", "capability"],
+            )?,
+            plugin_capability_calls: counter_vec(
+                &registry,
+                "wasmon_plugin_capability_calls_total",
+                "Plugin calls to a granted capability, by result.",
+                &["plugin", "capability", "result"],
+            )?,
+            circuit_breaker_state: gauge_vec(
+                &registry,
+                "wasmon_circuit_breaker_state",
+                "Circuit breaker state per plugin and data source: 0 closed, 1 half-open, 2 open.",
+                &["plugin", "source"],
+            )?,
+            circuit_breaker_transitions: counter_vec(
+                &registry,
+                "wasmon_circuit_breaker_transitions_total",
+                "Circuit breaker transitions per plugin, data source and new state.",
+                &["plugin", "source", "to"],
             )?,
             sink_delivered: counter_vec(
                 &registry,
@@ -296,6 +323,7 @@ impl Telemetry {
                 "HTTP connections closed by a server timeout, by phase (header, idle, body).",
                 &["phase"],
             )?,
+            amqp: crate::amqp::AmqpMetrics::register(&registry)?,
             registry,
         };
         #[cfg(target_os = "linux")]

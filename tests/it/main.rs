@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod amqp;
 mod client_sdk;
+mod data_sources;
 mod delivery;
 mod gpu;
 mod hardening_http;
@@ -15,4 +17,5 @@ mod hostile;
 mod hot_reload;
 mod ingest;
 mod ingest_errors;
+mod operations;
 mod pipeline;

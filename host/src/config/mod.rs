@@ -10,12 +10,16 @@
 //! Errors name the key and where its value came from:
 //! `invalid value for `server.port` (from MONITOR_PORT): invalid digit found in string`.
 
+mod amqp;
+mod operations;
 mod plugins;
 mod sampling;
 mod server;
 #[cfg(test)]
 mod tests;
 
+pub use amqp::{AmqpIngestConfig, SEED_URL_ENV as AMQP_SEED_URL_ENV};
+pub use operations::{PrometheusConfig, SnapshotsConfig};
 pub use plugins::{AlertsConfig, Compiler, PluginDefaults, PluginLimits, PluginsConfig};
 pub use sampling::{GpuConfig, GpuEnabled, SamplingConfig, StoreConfig};
 pub use server::{HeartbeatConfig, IngestConfig, LogConfig, LogFormat, ServerConfig};
@@ -46,6 +50,10 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     /// HTTP ingestion of heartbeats and events.
     pub ingest: IngestConfig,
+    /// The series behind seed 001's `/metrics/*` snapshot paths.
+    pub snapshots: SnapshotsConfig,
+    /// The Prometheus server `/api/system/monitoring/*` asks (seed 004).
+    pub prometheus: PrometheusConfig,
 }
 
 /// Environment variables with names of their own, and the key each sets.
@@ -67,6 +75,8 @@ const ENV_ALIASES: &[(&str, &str, &str)] = &[
     ("MONITORING_HISTORY_WINDOW", "store.history_window", "m"),
     ("MONITORING_GPU_ENABLED", "gpu.enabled", ""),
     ("LOG_LEVEL", "log.level", ""),
+    ("PROMETHEUS_ENABLED", "prometheus.enabled", ""),
+    ("PROMETHEUS_URL", "prometheus.url", ""),
 ];
 
 /// The prefix of generic overrides: `WASMON_SECTION__KEY`.
@@ -151,6 +161,7 @@ impl Config {
             ("server.max_connections", self.server.max_connections),
             ("store.max_series", self.store.max_series),
             ("store.reserved_series", self.store.reserved_series),
+            ("store.max_query_points", self.store.max_query_points),
             (
                 "alerts.max_alerts_per_rule",
                 self.alerts.max_alerts_per_rule,
@@ -164,7 +175,11 @@ impl Config {
             bail!("invalid value for `plugins.defaults.backoff_max`: smaller than backoff_initial");
         }
         self.plugins.validate()?;
+        for (i, amqp) in self.ingest.amqp.iter().enumerate() {
+            amqp.validate(&format!("ingest.amqp[{i}]"))?;
+        }
         self.gpu.validate()?;
+        self.prometheus.validate()?;
         Ok(())
     }
 }

@@ -151,6 +151,10 @@ pub struct StoreConfig {
     /// the alerts' `wasmon_alert_active`) hold together: a budget of their own
     /// that plugins cannot take. Alerts may use at most half of it.
     pub reserved_series: usize,
+    /// Most points (series × points per series) one answer of `GET
+    /// /api/history` or a `/metrics/*?history=` snapshot may hold; a query
+    /// above it is 400, naming this key.
+    pub max_query_points: usize,
 }
 
 impl Default for StoreConfig {
@@ -160,6 +164,7 @@ impl Default for StoreConfig {
             history_resolution: Duration::from_secs(10),
             max_series: 200_000,
             reserved_series: 20_000,
+            max_query_points: 100_000,
         }
     }
 }

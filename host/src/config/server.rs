@@ -138,6 +138,9 @@ pub struct IngestConfig {
     /// `/metrics`), so a full table recovers room for new services.
     #[serde(with = "units::duration")]
     pub service_ttl: Duration,
+    /// `[[ingest.amqp]]`: queues whose messages are recorded like the
+    /// bodies of the HTTP ingestion routes (none by default).
+    pub amqp: Vec<super::AmqpIngestConfig>,
 }
 
 impl Default for IngestConfig {
@@ -152,6 +155,7 @@ impl Default for IngestConfig {
             max_detail_bytes: ByteSize(8 * 1024),
             max_event_bytes: ByteSize(64 * 1024),
             service_ttl: Duration::from_secs(24 * 3600),
+            amqp: Vec::new(),
         }
     }
 }

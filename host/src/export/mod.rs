@@ -7,12 +7,15 @@
 //! with each series' rendered `name{labels} ` prefix.
 
 mod auth;
+mod breakers;
 mod error;
+mod history;
 mod ingest;
 pub mod prometheus;
 mod rest;
 mod samplers;
 pub mod server;
+mod system;
 
 pub use auth::admin_is_loopback_only;
 pub use error::{ApiError, ApiResult};

@@ -17,6 +17,7 @@
 //! trace. This module knows nothing of HTTP: `export::ingest` maps
 //! [`IngestError`] to statuses.
 
+pub mod message;
 pub mod payload;
 pub mod services;
 mod watcher;
