@@ -17,21 +17,38 @@
 
 use super::grant::{SELF_READ_PATHS, SelfAccess};
 use anyhow::Result;
+use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The addresses the host's API is reachable at: [`contains`](Self::contains)
 /// is the check every plugin HTTP request to the host's port goes through.
 #[derive(Debug, Clone)]
 pub struct SelfAddresses {
     listen: SocketAddr,
+    /// This machine's interface addresses, read at most every
+    /// [`INTERFACES_TTL`] (only consulted when the host binds an unspecified
+    /// address).
+    interfaces: Arc<Mutex<Option<InterfacesReading>>>,
 }
+
+/// The interface addresses, and when they were read.
+type InterfacesReading = (Instant, Arc<[IpAddr]>);
+
+/// How long a reading of the interface list is trusted. Reading it
+/// (getifaddrs, a netlink round trip) costs ~80 µs here, more than half of a
+/// loopback HTTP exchange, and it is needed for every request to a remote
+/// address on the host's port (a central wasmon probing others on 9400). An
+/// address added to an interface is therefore known within a second.
+const INTERFACES_TTL: Duration = Duration::from_secs(1);
 
 impl SelfAddresses {
     /// The host listens on `listen` (as bound: port 0 resolved).
     pub fn new(listen: SocketAddr) -> Self {
         SelfAddresses {
             listen: SocketAddr::new(canonical(listen.ip()), listen.port()),
+            interfaces: Arc::default(),
         }
     }
 
@@ -57,13 +74,29 @@ impl SelfAddresses {
         if !self.listen.ip().is_unspecified() {
             return false;
         }
-        match interface_addresses() {
-            Ok(addresses) => addresses.into_iter().any(|a| canonical(a) == ip),
+        match self.interface_addresses() {
+            Ok(addresses) => addresses.iter().any(|a| canonical(*a) == ip),
             Err(error) => {
                 tracing::warn!(%error, %ip, "cannot list this host's interface addresses; refusing the connection");
                 true
             }
         }
+    }
+}
+
+impl SelfAddresses {
+    /// This machine's interface addresses, from a reading at most
+    /// [`INTERFACES_TTL`] old.
+    fn interface_addresses(&self) -> std::io::Result<Arc<[IpAddr]>> {
+        let mut cached = self.interfaces.lock();
+        if let Some((read_at, addresses)) = cached.as_ref()
+            && read_at.elapsed() < INTERFACES_TTL
+        {
+            return Ok(addresses.clone());
+        }
+        let addresses: Arc<[IpAddr]> = interface_addresses()?.into();
+        *cached = Some((Instant::now(), addresses.clone()));
+        Ok(addresses)
     }
 }
 
