@@ -76,6 +76,20 @@ struct Entry {
 }
 
 impl Entry {
+    /// A condition first reported in evaluation `seen`, at `now_ms`, not yet
+    /// in any alert state.
+    fn first_seen(severity: Severity, reported: Reported, now_ms: u64, seen: u64) -> Entry {
+        Entry {
+            severity,
+            state: None,
+            summary: reported.summary,
+            value: reported.value,
+            since_ms: now_ms,
+            active_since_ms: now_ms,
+            seen,
+        }
+    }
+
     fn is_active(&self) -> bool {
         matches!(self.state, Some(AlertState::Pending | AlertState::Firing))
     }
@@ -259,18 +273,9 @@ impl AlertManager {
         fresh.dedup_by(|later, first| later.key == first.key);
         for reported in fresh {
             if reported.severity == Severity::Ok {
-                r.entries.insert(
-                    reported.key,
-                    Entry {
-                        severity: Severity::Ok,
-                        state: None,
-                        summary: reported.summary,
-                        value: reported.value,
-                        since_ms: now_ms,
-                        active_since_ms: now_ms,
-                        seen: evaluation,
-                    },
-                );
+                let key = reported.key.clone();
+                let entry = Entry::first_seen(Severity::Ok, reported, now_ms, evaluation);
+                r.entries.insert(key, entry);
             } else {
                 activate.push((reported.index, reported.severity, Candidate::New(reported)));
             }
@@ -295,16 +300,11 @@ impl AlertManager {
                     None => continue,
                 },
                 Candidate::New(reported) => {
-                    let entry = r.entries.entry(reported.key.clone()).or_insert(Entry {
-                        severity,
-                        state: None,
-                        summary: reported.summary,
-                        value: reported.value,
-                        since_ms: now_ms,
-                        active_since_ms: now_ms,
-                        seen: evaluation,
+                    let key = reported.key.clone();
+                    let entry = r.entries.entry(key.clone()).or_insert_with(|| {
+                        Entry::first_seen(severity, reported, now_ms, evaluation)
                     });
-                    (reported.key, entry)
+                    (key, entry)
                 }
             };
             active += 1;
