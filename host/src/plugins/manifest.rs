@@ -31,9 +31,19 @@
 //! timeout = "2s"
 //! max_reply_bytes = "1MiB"
 //! write = ["XADD"]              # writes granted by name; reads need no grant
+//! [capabilities.sql]
+//! url = "${PIXCRAWLER_DB_URL:-postgresql://postgres@127.0.0.1:5432/db}"
+//! timeout = "5s"                # statement_timeout of each (read-only) query
+//! max_rows = 1000
+//! ca_file = "/etc/ssl/db-ca.pem"  # TLS verified against this CA (or `?sslmode=require`)
+//! [capabilities.sql.queries]
+//! active_chunks = "SELECT count(*) FROM chunks WHERE status = $1"
 //! [config]
 //! targets = ["http://127.0.0.1:8080/health"]
 //! ```
+//!
+//! String values may reference environment variables allow-listed by
+//! `[plugins] env_allow` as `${VAR}` or `${VAR:-default}` ([`expand`]).
 
 pub use super::capabilities::Grants;
 pub use super::capabilities::http::{HostPattern, HttpGrant, SELF_READ_PATHS, SelfAccess};
@@ -46,7 +56,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Which world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     /// Exports `collect`.
@@ -220,10 +230,31 @@ impl Manifest {
     }
 
     /// Parses a manifest's text, filling gaps from `defaults` and refusing
-    /// values above `limits`; errors name the key.
+    /// values above `limits`; errors name the key. `${VAR}` references may
+    /// name the default `[plugins] env_allow` ([`expand::ENV_ALLOW`]).
     pub fn parse(text: &str, defaults: &PluginDefaults, limits: &PluginLimits) -> Result<Manifest> {
-        let table: toml::Table =
+        let allow: Vec<String> = expand::ENV_ALLOW.iter().map(|s| s.to_string()).collect();
+        Manifest::parse_with_env(text, defaults, limits, &allow, "manifest")
+    }
+
+    /// [`Manifest::parse`] with `${VAR}` / `${VAR:-default}` expanded in
+    /// string values for the variables `env_allow` matches (see [`expand`]);
+    /// each variable used is logged once, by name (never its value), with
+    /// `origin` (the manifest's path).
+    pub fn parse_with_env(
+        text: &str,
+        defaults: &PluginDefaults,
+        limits: &PluginLimits,
+        env_allow: &[String],
+        origin: &str,
+    ) -> Result<Manifest> {
+        let mut table: toml::Table =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+        if text.contains("${") {
+            let lookup = |name: &str| std::env::var(name).ok();
+            let done = expand::expand(&mut table, env_allow, &lookup)?;
+            log_expansions(origin, &done);
+        }
         check_ceilings(&table, limits)?;
         let raw: RawManifest = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
@@ -337,6 +368,33 @@ impl Manifest {
     }
 }
 
+/// One log line per variable a manifest used: its name, the keys it filled
+/// and whether its default was taken; never its value.
+fn log_expansions(origin: &str, done: &[expand::Expansion]) {
+    let mut seen: Vec<&str> = Vec::new();
+    for e in done {
+        if seen.contains(&e.variable.as_str()) {
+            continue;
+        }
+        seen.push(&e.variable);
+        let uses: Vec<&expand::Expansion> =
+            done.iter().filter(|d| d.variable == e.variable).collect();
+        let keys: Vec<&str> = uses.iter().map(|d| d.key.as_str()).collect();
+        let source = if uses.iter().all(|d| d.from_default) {
+            "default"
+        } else {
+            "environment"
+        };
+        tracing::info!(
+            manifest = origin,
+            variable = %e.variable,
+            keys = %keys.join(", "),
+            source,
+            "manifest variable expanded"
+        );
+    }
+}
+
 /// `*` matches any run of characters; everything else matches itself.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
@@ -415,6 +473,8 @@ pub(crate) fn display<T: fmt::Display, S: serde::Serializer>(
 ) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
+
+pub mod expand;
 
 #[cfg(test)]
 mod tests;

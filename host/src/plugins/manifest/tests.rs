@@ -65,7 +65,9 @@ fn errors_name_the_key() {
         "[capabilities.redis]\nurl = \"redis://x\"\nwrite = [\"BLPOP\"]",
         "`capabilities.redis.write[0]`",
     );
-    check_err("[capabilities.sql]\nurl = \"x\"", "unknown field `sql`");
+    check_err("[capabilities.sql]\nurl = \"x\"", "`capabilities.sql.url`");
+    check_err("[capabilities.smtp]\nurl = \"x\"", "unknown field `smtp`");
+    check_err("[config]\nhome = \"${HOME}\"", "`plugins.env_allow`");
     check_err("memory_limit = \"1KiB\"", "`memory_limit`");
     check_err("kind = \"collector\"\nselect = [\"x\"]", "`select`");
     check_err("kind = \"gadget\"", "`kind`");
@@ -198,7 +200,14 @@ fn the_example_manifests_parse_within_the_example_limits() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = crate::config::Config::load(Some(&root.join("examples/wasmon.toml")), []).unwrap();
     let (defaults, limits) = (&config.plugins.defaults, &config.plugins.limits);
-    for name in ["http_probe", "threshold", "webhook", "redis"] {
+    for name in [
+        "http_probe",
+        "threshold",
+        "webhook",
+        "redis",
+        "sql",
+        "active_chunks",
+    ] {
         let path = root.join(format!("examples/plugins.d/{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
         let manifest = Manifest::parse(&text, defaults, limits)
@@ -211,4 +220,27 @@ fn the_example_manifests_parse_within_the_example_limits() {
             );
         }
     }
+}
+
+#[test]
+fn variables_expand_only_from_the_allow_list_and_may_become_numbers() {
+    let (d, l) = (PluginDefaults::default(), PluginLimits::default());
+    let text = "interval = \"${PATH:-x}\"\n[config]\npath = \"${PATH}\"\nwarn = \"${PIXCRAWLER_SURELY_UNSET_WARN:-35}\"";
+    // PATH is outside the default allow-list.
+    let err = format!("{:#}", Manifest::parse(text, &d, &l).unwrap_err());
+    assert!(
+        err.contains("PATH") && err.contains("plugins.env_allow"),
+        "{err}"
+    );
+    // With it allowed, `interval` (a string, then a duration) is still invalid: PATH is no duration.
+    let allow = vec!["PATH".to_string(), "PIXCRAWLER_*".to_string()];
+    let err = format!(
+        "{:#}",
+        Manifest::parse_with_env(text, &d, &l, &allow, "t").unwrap_err()
+    );
+    assert!(err.contains("`interval`"), "{err}");
+    let text = text.replacen("interval = \"${PATH:-x}\"\n", "", 1);
+    let m = Manifest::parse_with_env(&text, &d, &l, &allow, "t").unwrap();
+    assert_eq!(m.config["path"], std::env::var("PATH").unwrap());
+    assert_eq!(m.config["warn"], 35);
 }
