@@ -9,6 +9,14 @@
 //! over a real `Ingest`: parse, validate, record in the event log, then ack).
 //! Same prefetch for both. A real RabbitMQ runs as a child process
 //! (`scripts/bench.sh --bench amqp`).
+//!
+//! Then `on-message` throughput with ack [same targets]: the release binary
+//! runs `guest-amqp-probe`, a collector whose manifest consumes the queue and
+//! whose `on-message` does nothing but return `[]`; each message goes the
+//! production path (the consumer, the plugin's instance lock, the call under
+//! its budget, the ack). Timed from the consumer's connection (the host's
+//! startup excluded) until `wasmon_amqp_deliveries_total{outcome="acked"}`
+//! reaches `N`, against the native consumer of the same round.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -27,7 +35,9 @@ use wasmon::ingest::Ingest;
 use wasmon::shutdown::Shutdown;
 use wasmon::sinks::EventLog;
 use wasmon::telemetry::Telemetry;
-use wasmon_test_support::RabbitMqServer;
+use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests, metric_value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 
 const N: u64 = 50_000;
 const PREFETCH: u16 = 256;
@@ -66,6 +76,66 @@ fn main() {
          wasmon {w:.0} msg/s, ratio {:.2} [target >= 0.5 and >= 20000 msg/s]",
         w / n
     );
+    let mut native = Vec::new();
+    let mut plugin = Vec::new();
+    for round in 0..ROUNDS {
+        let q = format!("bench-native-om-{round}");
+        rt.block_on(fill(&channel, &q));
+        native.push(rt.block_on(native_consume(&url, &q)));
+        let q = format!("bench-plugin-{round}");
+        rt.block_on(fill(&channel, &q));
+        plugin.push(plugin_consume(&url, &q));
+        println!(
+            "round {round}: native lapin consumer (ack only) {:>8.0} msg/s   on-message (return []) {:>8.0} msg/s",
+            native[round], plugin[round]
+        );
+    }
+    let (n, p) = (median(&mut native), median(&mut plugin));
+    println!(
+        "amqp on-message, {N} messages, prefetch {PREFETCH}, median of {ROUNDS}: native {n:.0} msg/s, \
+         plugin {p:.0} msg/s, ratio {:.2} [target >= 0.5 and >= 20000 msg/s]",
+        p / n
+    );
+}
+
+/// Runs the release binary with a collector consuming `queue` (already
+/// filled) until it acked `N`; messages/s from the consumer's connection.
+fn plugin_consume(url: &str, queue: &str) -> f64 {
+    let manifest = format!(
+        "interval = \"1h\"\n[capabilities.rabbitmq]\nurl = {url:?}\n\
+         [[capabilities.rabbitmq.consume]]\nqueue = {queue:?}\nprefetch = {PREFETCH}\n"
+    );
+    let host = Host::start(
+        HostOptions::new(BIN)
+            .config("[sampling]\nenabled = false\n[log]\nlevel = \"warn\"\n")
+            .plugin("bench", guests::GUEST_AMQP_PROBE)
+            .manifest("bench", &manifest),
+    );
+    let name = format!("plugin:bench:{queue}");
+    let read = |metric: &str, labels: &[(&str, &str)]| {
+        metric_value(&host.get("/metrics").1, metric, labels).unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read("wasmon_amqp_connected", &[("name", &name)]) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the plugin's consumer never connected"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    while read(
+        "wasmon_amqp_deliveries_total",
+        &[("name", &name), ("outcome", "acked")],
+    ) < N as f64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the plugin did not ack every message"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    N as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn open(url: &str) -> (Connection, Channel) {
