@@ -33,10 +33,36 @@ ensure_test_servers() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null; } || missing+=(rabbitmq-server)
   { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+  # tests/support's PostgresServer (the sql capability): initdb and postgres
+  # from /usr/lib/postgresql/N/bin, psql and pg_isready on the PATH.
+  { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && command -v psql >/dev/null &&
+    command -v pg_isready >/dev/null; } || missing+=(postgresql)
+  command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
   # deploy/wasmon.service is checked with `systemd-analyze verify`.
   command -v systemd-analyze >/dev/null || missing+=(systemd)
+  # The dashboard is tested in headless Chromium over WebDriver (tests/it/dashboard.rs).
+  { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || missing+=(chromium chromium-driver)
   apt_install "${missing[@]}"
+}
+
+# The Python tools the tests run, in a venv at the repository root (`.venv`,
+# gitignored): moto in server mode, the S3-compatible server of the storage
+# tests (tests/support/src/servers/s3.rs), pinned. Idempotent.
+MOTO_VERSION=5.2.5
+# openapi-spec-validator checks /openapi.json (tests/it/openapi.rs).
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+ensure_python_tools() {
+  local venv="$root/.venv"
+  if [ -x "$venv/bin/moto_server" ] && [ -x "$venv/bin/openapi-spec-validator" ] &&
+    "$venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('openapi-spec-validator') != '$OPENAPI_SPEC_VALIDATOR_VERSION')" 2>/dev/null; then
+    return
+  fi
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+  say "installing moto[server]==$MOTO_VERSION into .venv"
+  "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION"
+  "$venv/bin/pip" install -q "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 }
 
 # Installs the load generator the benchmarks drive HTTP with.

@@ -10,6 +10,7 @@ cd "$root"
 
 ensure_wasm_target
 ensure_test_servers
+ensure_python_tools
 # tests/support's build.rs builds the guests too; building them here first
 # shows their progress and errors plainly.
 build_guests

@@ -57,7 +57,8 @@ impl AppState {
         let events = Arc::new(
             EventLog::new(EVENT_LOG_CAPACITY)
                 .with_max_bytes(EVENT_LOG_MAX_BYTES)
-                .with_drop_counter(telemetry.event_log_dropped.clone()),
+                .with_drop_counter(telemetry.event_log_dropped.clone())
+                .with_live(crate::live::Live::default()),
         );
         let alerts = Arc::new(
             AlertManager::new(events.clone(), store.clone(), &config.alerts)
@@ -156,6 +157,7 @@ pub async fn run(
     spawn_sighup(state.plugins.clone(), shutdown.clone());
 
     shutdown.wait().await;
+    state.events.live().close();
     let deadline = Instant::now() + settings.shutdown_timeout;
     tracing::info!(
         timeout_s = settings.shutdown_timeout.as_secs_f64(),

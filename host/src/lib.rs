@@ -17,6 +17,7 @@
 //! - [`rules`]: the alert state machine fed by rule plugins.
 //! - [`sinks`]: the event log and delivery to sink plugins.
 //! - [`export`]: the HTTP surface: `/metrics`, REST, health.
+//! - [`live`]: the live event bus the WebSocket clients of `export` follow.
 //! - [`amqp`]: the AMQP client (consumer, publisher with confirms, queue
 //!   depth) and `[[ingest.amqp]]`.
 //! - [`telemetry`]: the host's own metrics.
@@ -27,6 +28,7 @@ pub mod app;
 pub mod config;
 pub mod export;
 pub mod ingest;
+pub mod live;
 pub mod memory;
 pub mod model;
 pub mod plugins;

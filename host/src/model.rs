@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub type Labels = Vec<(String, String)>;
 
 /// How a sample's value behaves over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricKind {
     /// Goes up and down.
@@ -91,7 +91,18 @@ impl Sample {
 
 /// How bad something is; the seed statuses OK, WARNING and ALERT.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -125,7 +136,7 @@ impl Severity {
 }
 
 /// The lifecycle of an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     /// The condition holds, for less than the rule's `for` duration.
@@ -148,13 +159,14 @@ impl AlertState {
 }
 
 /// An alert that changed state, as delivered to sinks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertChange {
     /// The rule plugin that raised it.
     pub rule: String,
     /// The alert's name.
     pub name: String,
-    /// Its labels.
+    /// Its labels, as `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub labels: Labels,
     /// Its severity now.
     pub severity: Severity,
@@ -169,7 +181,7 @@ pub struct AlertChange {
 }
 
 /// Something that happened: an ingested event, a service transition, an alert change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Unique and stable across redelivery (a UUIDv7).
     pub id: String,
@@ -193,6 +205,7 @@ pub struct Event {
     pub detail: Option<String>,
     /// Everything else the producer sent, kept as given.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
     /// Present on `alert.*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]

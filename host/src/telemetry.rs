@@ -89,6 +89,12 @@ pub struct Telemetry {
     pub ingest_services_evicted: prometheus::IntCounter,
     /// HTTP connections open now.
     pub http_connections: prometheus::IntGauge,
+    /// WebSocket clients connected now.
+    pub ws_clients: prometheus::IntGauge,
+    /// Messages sent to WebSocket clients, by channel.
+    pub ws_messages: IntCounterVec,
+    /// WebSocket clients disconnected because their queue overflowed.
+    pub ws_lagged: prometheus::IntCounter,
     /// HTTP connections refused because `server.max_connections` were open.
     pub http_connections_refused: prometheus::IntCounter,
     /// HTTP connections closed by a server timeout, by phase: `header` (a
@@ -309,6 +315,23 @@ impl Telemetry {
             http_connections: register(
                 &registry,
                 prometheus::IntGauge::new("wasmon_http_connections", "HTTP connections open now.")?,
+            )?,
+            ws_clients: register(
+                &registry,
+                prometheus::IntGauge::new("wasmon_ws_clients", "WebSocket clients connected now.")?,
+            )?,
+            ws_messages: counter_vec(
+                &registry,
+                "wasmon_ws_messages_total",
+                "Messages sent to WebSocket clients, by channel.",
+                &["channel"],
+            )?,
+            ws_lagged: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "wasmon_ws_lagged_total",
+                    "WebSocket clients disconnected because they read too slowly (server.ws_queue overflowed).",
+                )?,
             )?,
             http_connections_refused: register(
                 &registry,

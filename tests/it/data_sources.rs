@@ -482,7 +482,8 @@ fn collector_redis_reports_the_client_states_the_test_wrote() {
     )
     .unwrap();
     let manifest = example
-        .replace("redis://127.0.0.1:6379/0", &redis.url())
+        // The example's URL is `redis://${MONITORING_REDIS_HOST:-127.0.0.1}:${MONITORING_REDIS_PORT:-6379}/...`.
+        .replace(":-6379}", &format!(":-{}}}", redis.port()))
         .replace("interval = \"5s\"", "interval = \"200ms\"");
     let host = start(&[("redis", guests::COLLECTOR_REDIS, &manifest)]);
     let count = |text: &str, state: &str| {

@@ -6,9 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod amqp;
+mod amqp_plugins;
 mod client_sdk;
+mod dashboard;
 mod data_sources;
 mod delivery;
+mod deploy;
 mod gpu;
 mod hardening_http;
 mod hardening_plugins;
@@ -17,5 +20,9 @@ mod hostile;
 mod hot_reload;
 mod ingest;
 mod ingest_errors;
+mod openapi;
 mod operations;
 mod pipeline;
+mod sql;
+mod storage;
+mod websocket;

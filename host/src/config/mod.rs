@@ -146,6 +146,12 @@ impl Config {
             ("server.body_read_timeout", self.server.body_read_timeout),
             ("server.keep_alive_timeout", self.server.keep_alive_timeout),
             ("server.shutdown_timeout", self.server.shutdown_timeout),
+            ("server.ws_ping_interval", self.server.ws_ping_interval),
+            ("server.ws_idle_timeout", self.server.ws_idle_timeout),
+            (
+                "server.ws_metrics_interval",
+                self.server.ws_metrics_interval,
+            ),
             ("ingest.service_ttl", self.ingest.service_ttl),
         ] {
             if value.is_zero() {
@@ -159,6 +165,8 @@ impl Config {
             ("ingest.max_json_depth", self.ingest.max_json_depth),
             ("ingest.recent_events", self.ingest.recent_events),
             ("server.max_connections", self.server.max_connections),
+            ("server.max_ws_clients", self.server.max_ws_clients),
+            ("server.ws_queue", self.server.ws_queue),
             ("store.max_series", self.store.max_series),
             ("store.reserved_series", self.store.reserved_series),
             ("store.max_query_points", self.store.max_query_points),

@@ -31,6 +31,10 @@ pub struct PluginsConfig {
     pub defaults: PluginDefaults,
     /// Ceilings no manifest may exceed (a manifest above one is `invalid`).
     pub limits: PluginLimits,
+    /// The environment variables a manifest may reference as `${VAR}` or
+    /// `${VAR:-default}` (`*` globs); any other reference makes the manifest
+    /// invalid. Default: the seeds' `MONITORING_*` and `PIXCRAWLER_*`.
+    pub env_allow: Vec<String>,
 }
 
 impl PluginsConfig {
@@ -60,6 +64,10 @@ impl Default for PluginsConfig {
             compiler: Compiler::default(),
             defaults: PluginDefaults::default(),
             limits: PluginLimits::default(),
+            env_allow: crate::plugins::manifest::expand::ENV_ALLOW
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }

@@ -38,6 +38,24 @@ pub struct ServerConfig {
     /// flight, may take to finish before the host exits anyway.
     #[serde(with = "units::duration")]
     pub shutdown_timeout: Duration,
+    /// Most WebSocket clients (`GET /ws`) at once; one beyond gets 503
+    /// before the upgrade.
+    pub max_ws_clients: usize,
+    /// Messages queued for one WebSocket client; a client that lets more
+    /// pile up gets `system.lagged` and is disconnected
+    /// (`wasmon_ws_lagged_total`).
+    pub ws_queue: usize,
+    /// How often the server pings each WebSocket client.
+    #[serde(with = "units::duration")]
+    pub ws_ping_interval: Duration,
+    /// A WebSocket client heard from (a pong or any frame) less often than
+    /// this, or that takes longer to accept one message, is closed as dead.
+    #[serde(with = "units::duration")]
+    pub ws_idle_timeout: Duration,
+    /// How often the `metrics` channel sends each client what changed in
+    /// the series it selected.
+    #[serde(with = "units::duration")]
+    pub ws_metrics_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +70,11 @@ impl Default for ServerConfig {
             keep_alive_timeout: Duration::from_secs(75),
             max_connections: 4096,
             shutdown_timeout: Duration::from_secs(10),
+            max_ws_clients: 256,
+            ws_queue: 256,
+            ws_ping_interval: Duration::from_secs(15),
+            ws_idle_timeout: Duration::from_secs(45),
+            ws_metrics_interval: Duration::from_secs(1),
         }
     }
 }

@@ -63,5 +63,27 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// The body of every error answer, `{"detail": "..."}`, in the OpenAPI document.
+impl utoipa::PartialSchema for ApiError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some("Every error answer: what went wrong, for the client"))
+            .property(
+                "detail",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "What went wrong; for a bad request, the parameter or key at fault",
+                    )),
+            )
+            .required("detail")
+            .examples([serde_json::json!({ "detail": "plugin \"probe\" not found" })])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ApiError {}
+
 /// A JSON answer with a status, or an [`ApiError`].
 pub type ApiResult<T> = Result<T, ApiError>;

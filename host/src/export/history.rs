@@ -6,17 +6,20 @@
 //! happens after it is released.
 
 use super::error::{ApiError, ApiResult};
+use super::openapi::tag;
 use crate::app::AppState;
 use crate::config::SnapshotsConfig;
 use crate::model::MetricKind;
 use crate::store::{Agg, HistoryQuery, TooManyPoints};
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type AppRef = State<Arc<AppState>>;
 
@@ -24,32 +27,58 @@ type AppRef = State<Arc<AppState>>;
 const RESERVED: [&str; 4] = ["name", "window", "step", "agg"];
 
 /// The routes of this file.
-pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/history", get(history))
-        .route("/metrics/{snapshot}", get(snapshot))
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(snapshot))
 }
 
 /// One series of `GET /api/history`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SeriesView {
+    /// Its labels.
     labels: BTreeMap<String, String>,
     /// `[Unix milliseconds of the step's start, value]`, oldest first.
+    #[schema(value_type = Vec<Vec<f64>>)]
     points: Vec<(u64, f64)>,
 }
 
 /// `GET /api/history`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HistoryAnswer {
+    /// The metric asked for.
     name: String,
+    /// `avg`, `min`, `max`, `last` or `p95`.
     agg: &'static str,
+    /// The window answered.
     window_seconds: f64,
+    /// One point per step.
     step_seconds: f64,
+    /// `store.history_resolution`.
     resolution_seconds: f64,
+    /// Every series (live or stale) of the metric whose labels match.
     series: Vec<SeriesView>,
 }
 
 /// `GET /api/history?name=NAME[&LABEL=VALUE...][&window=60m][&step=30s][&agg=avg]`.
+#[utoipa::path(
+    get,
+    path = "/api/history",
+    tag = tag::HISTORY,
+    summary = "One metric's series over a window, one aggregated point per step",
+    description = "Seed 001's trend data from the store's buckets: every series (live or stale) of metric `name` whose labels match the other parameters, one `[unix_ms, value]` point per step (steps aligned on Unix time; empty steps left out). Each parameter at most once.",
+    params(
+        ("name" = String, Query, description = "The exported metric name, e.g. `wasmon_cpu_usage_percent`", min_length = 1),
+        ("window" = Option<String>, Query, description = "How far back, e.g. `60m`; defaults to and at most `store.history_window`", example = "60m"),
+        ("step" = Option<String>, Query, description = "One point per step, e.g. `30s`: a multiple of `store.history_resolution` (its default), at most the window", example = "30s"),
+        ("agg" = Option<String>, Query, description = "How a step's buckets become one value (default `avg`); `p95` is the 95th percentile of the bucket means", pattern = "^(avg|min|max|last|p95)$"),
+        ("labels" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "Any other parameter: a label name and the value it must have"),
+    ),
+    responses(
+        (status = 200, description = "The series", body = HistoryAnswer),
+        (status = 400, description = "A missing name, a window beyond the history or zero, a bad step or agg, a parameter given twice, or an answer above `store.max_query_points` (series × points)", body = ApiError),
+    )
+)]
 async fn history(
     State(state): AppRef,
     Query(params): Query<Vec<(String, String)>>,
@@ -128,30 +157,57 @@ async fn history(
 }
 
 /// One series of a snapshot.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SnapshotSeriesView {
+    /// The metric name.
     name: String,
+    /// `gauge` or `counter`.
     kind: MetricKind,
+    /// Its labels.
     labels: BTreeMap<String, String>,
+    /// The latest value.
     value: f64,
     /// RFC 3339 time of the latest value.
     updated: String,
+    /// With `?history=`: `[unix_ms, mean]` per bucket, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
     history: Option<Vec<(u64, f64)>>,
 }
 
 /// `GET /metrics/{snapshot}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SnapshotAnswer {
+    /// The snapshot's name.
     snapshot: String,
+    /// The metric name prefixes it shows (`[snapshots]`).
     prefixes: Vec<String>,
+    /// When it was taken (RFC 3339).
     timestamp: String,
+    /// The history window asked for, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     history_seconds: Option<f64>,
+    /// Every live series under the prefixes.
     series: Vec<SnapshotSeriesView>,
 }
 
 /// `GET /metrics/{system,gpu,clients,pipelines,storage}[?history=15m]`.
+#[utoipa::path(
+    get,
+    path = "/metrics/{snapshot}",
+    tag = tag::HISTORY,
+    summary = "Seed 001's JSON snapshots",
+    description = "The latest value of every live series whose name starts with one of the snapshot's `[snapshots]` prefixes; `?history=15m` adds each series' `[unix_ms, mean]` per bucket. Empty `series` while no collector writes those names. (`/metrics` itself is the Prometheus text.)",
+    params(
+        ("snapshot" = String, Path, description = "`system`, `gpu`, `clients`, `pipelines` or `storage`", pattern = "^(system|gpu|clients|pipelines|storage)$"),
+        ("history" = Option<String>, Query, description = "Add each series' history over this window, e.g. `15m`: longer than zero, at most `store.history_window`. No other parameter is accepted.", example = "15m"),
+    ),
+    responses(
+        (status = 200, description = "The snapshot", content_type = "application/json", body = SnapshotAnswer),
+        (status = 400, description = "A bad or unknown parameter, a window beyond the history, or an answer above `store.max_query_points`", body = ApiError),
+        (status = 404, description = "No such snapshot", body = ApiError),
+    )
+)]
 async fn snapshot(
     State(state): AppRef,
     Path(name): Path<String>,

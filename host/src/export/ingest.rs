@@ -21,22 +21,28 @@
 
 use super::auth::check_bearer;
 use super::error::ApiError;
+use super::openapi::ingest::{
+    AnyEventBody, BatchAck, BatchBody, EventAck, EventBody, EventView, EventsPage, Forgotten,
+    HeartbeatAck, HeartbeatBody, IngestRefusals, ServiceCounts, ServiceList, ServiceView,
+    SidecarAck, SidecarHealth, SinkHealth,
+};
+use super::openapi::tag;
 use crate::app::AppState;
 use crate::ingest::{IngestError, Receipt, payload};
 use crate::model::Event;
 use crate::plugins::{PluginKind, Status};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type AppRef = State<Arc<AppState>>;
 
@@ -46,30 +52,27 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 /// The ingestion routes and the views of the service table and recent events.
-pub(super) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+pub(super) fn routes(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     // The token is checked inside `ingest`, not by a middleware layer: one
     // boxed service less on the hottest routes.
-    let ingest = Router::new()
-        .route("/heartbeat", post(heartbeat))
-        .route("/events", post(event))
-        .route("/v1/event", post(sidecar_event))
-        .route("/v1/ingest/events", post(sidecar_event))
-        .route("/v1/events/batch", post(batch))
-        .route("/v1/ingest/events:batch", post(batch));
-    let admin = Router::new()
-        .route(
-            "/api/services/{name}",
-            axum::routing::delete(forget_service),
-        )
+    let ingest = OpenApiRouter::new()
+        .routes(routes!(heartbeat))
+        .routes(routes!(event))
+        .routes(routes!(sidecar_event))
+        .routes(routes!(sdk_event))
+        .routes(routes!(batch))
+        .routes(routes!(sdk_batch));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(forget_service))
         .route_layer(middleware::from_fn_with_state(
             state,
             super::auth::require_admin,
         ));
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/api/services", get(list_services))
-        .route("/api/services/{name}", get(get_service))
-        .route("/api/events", get(list_events))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(list_services))
+        .routes(routes!(get_service))
+        .routes(routes!(list_events))
         .merge(ingest)
         .merge(admin)
 }
@@ -210,15 +213,24 @@ fn check_json_content_type(value: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// `POST /heartbeat`.
+#[utoipa::path(
+    post,
+    path = "/heartbeat",
+    tag = tag::INGESTION,
+    summary = "A service is alive (seed 000)",
+    description = "Marks the service up and records its phase; a service not heard from within `ingest.heartbeat_timeout` goes down (a `service.down` event).",
+    request_body(content = HeartbeatBody, content_type = "application/json"),
+    security((), ("ingest_token" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = HeartbeatAck),
+        IngestRefusals,
+    )
+)]
 async fn heartbeat(State(state): AppRef, request: Request) -> Response {
     ingest(state, "/heartbeat", request, |state, body| {
-        #[derive(Serialize)]
-        struct Ack<'a> {
-            status: &'static str,
-            service: &'a str,
-        }
         let heartbeat = payload::heartbeat(&body, state.ingest.limits())?;
-        let response = Json(Ack {
+        let response = Json(HeartbeatAck {
             status: "ok",
             service: &heartbeat.service,
         })
@@ -229,36 +241,125 @@ async fn heartbeat(State(state): AppRef, request: Request) -> Response {
     .await
 }
 
+/// `POST /events`.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = tag::INGESTION,
+    summary = "One event (seed 000)",
+    description = "Recorded in the event log (delivered to the sinks) and counted per service and type; fields beyond the modelled ones are kept as attributes.",
+    request_body(content = EventBody, content_type = "application/json"),
+    security((), ("ingest_token" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = EventAck),
+        IngestRefusals,
+    )
+)]
 async fn event(State(state): AppRef, request: Request) -> Response {
     ingest(state, "/events", request, |state, body| {
         let parsed = payload::event(&body, state.ingest.limits())?;
         let receipt = state.ingest.record(vec![parsed])?;
         let (id, time) = single(receipt);
-        Ok(Json(json!({ "status": "ok", "id": id, "time": time })).into_response())
+        Ok(Json(EventAck {
+            status: "ok",
+            id,
+            time,
+        })
+        .into_response())
     })
     .await
 }
 
+/// `POST /v1/event`.
+#[utoipa::path(
+    post,
+    path = "/v1/event",
+    tag = tag::INGESTION,
+    summary = "One event of either shape (seed 002's sidecar)",
+    description = "A seed 002 job event, or a seed 000 event (an object with `event_type`).",
+    request_body(content = AnyEventBody, content_type = "application/json"),
+    security((), ("ingest_token" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = SidecarAck),
+        IngestRefusals,
+    )
+)]
 async fn sidecar_event(State(state): AppRef, request: Request) -> Response {
+    one_event(state, request).await
+}
+
+/// `POST /v1/ingest/events`.
+#[utoipa::path(
+    post,
+    path = "/v1/ingest/events",
+    tag = tag::INGESTION,
+    summary = "One event: seed 002's SDK path, the same as /v1/event",
+    request_body(content = AnyEventBody, content_type = "application/json"),
+    security((), ("ingest_token" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = SidecarAck),
+        IngestRefusals,
+    )
+)]
+async fn sdk_event(State(state): AppRef, request: Request) -> Response {
+    one_event(state, request).await
+}
+
+async fn one_event(state: Arc<AppState>, request: Request) -> Response {
     ingest(state, "/v1/event", request, |state, body| {
         let parsed = payload::any_event(&body, state.ingest.limits())?;
         let receipt = state.ingest.record(vec![parsed])?;
         let (id, time) = single(receipt);
-        Ok(Json(json!({ "ok": true, "id": id, "time": time })).into_response())
+        Ok(Json(SidecarAck { ok: true, id, time }).into_response())
     })
     .await
 }
 
+/// `POST /v1/events/batch`.
+#[utoipa::path(
+    post,
+    path = "/v1/events/batch",
+    tag = tag::INGESTION,
+    summary = "A batch of events (seed 002's sidecar)",
+    description = "A JSON array of events of either shape, or `{\"events\": [...]}`; at most `ingest.max_batch` (413 beyond). One bad item refuses the whole batch, naming its index.",
+    request_body(content = BatchBody, content_type = "application/json"),
+    security((), ("ingest_token" = [])),
+    responses(
+        (status = 200, description = "Every event recorded", body = BatchAck),
+        IngestRefusals,
+    )
+)]
 async fn batch(State(state): AppRef, request: Request) -> Response {
+    many_events(state, request).await
+}
+
+/// `POST /v1/ingest/events:batch`.
+#[utoipa::path(
+    post,
+    path = "/v1/ingest/events:batch",
+    tag = tag::INGESTION,
+    summary = "A batch of events: seed 002's SDK path, the same as /v1/events/batch",
+    request_body(content = BatchBody, content_type = "application/json"),
+    security((), ("ingest_token" = [])),
+    responses(
+        (status = 200, description = "Every event recorded", body = BatchAck),
+        IngestRefusals,
+    )
+)]
+async fn sdk_batch(State(state): AppRef, request: Request) -> Response {
+    many_events(state, request).await
+}
+
+async fn many_events(state: Arc<AppState>, request: Request) -> Response {
     ingest(state, "/v1/events/batch", request, |state, body| {
         let parsed = payload::batch(&body, state.ingest.limits())?;
         let receipt = state.ingest.record(parsed)?;
-        Ok(Json(json!({
-            "ok": true,
-            "total": receipt.ids.len(),
-            "ids": receipt.ids,
-            "time": crate::time::rfc3339(receipt.time_ms),
-        }))
+        Ok(Json(BatchAck {
+            ok: true,
+            total: receipt.ids.len(),
+            ids: receipt.ids,
+            time: crate::time::rfc3339(receipt.time_ms),
+        })
         .into_response())
     })
     .await
@@ -271,23 +372,29 @@ fn single(receipt: Receipt) -> (String, String) {
 
 /// Seed 002's sidecar health: `ok`, or `degraded` while a sink plugin is not
 /// running; each sink with its backlog.
-async fn health(State(state): AppRef) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = tag::SYSTEM,
+    summary = "Seed 002's sidecar health",
+    description = "`ok`, or `degraded` while a sink plugin is not running; each sink with its backlog, and the services by state. Always 200.",
+    responses((status = 200, description = "The sidecar's health", body = SidecarHealth))
+)]
+async fn health(State(state): AppRef) -> Json<SidecarHealth> {
     let sinks: Vec<_> = state
         .plugins
         .list()
         .into_iter()
         .filter(|p| p.kind == Some(PluginKind::Sink))
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "status": p.status,
-                "healthy": p.status == Status::Running,
-                "backlog": state.events.backlog(&p.name),
-                "last_error": p.last_error,
-            })
+        .map(|p| SinkHealth {
+            backlog: state.events.backlog(&p.name),
+            healthy: p.status == Status::Running,
+            name: p.name,
+            status: p.status,
+            last_error: p.last_error,
         })
         .collect();
-    let degraded = sinks.iter().any(|s| s["healthy"] != true);
+    let degraded = sinks.iter().any(|s| !s.healthy);
     let (total, up, down) = {
         let services = state.ingest.services();
         let up = services.iter().filter(|(_, s)| s.up == Some(true)).count();
@@ -295,105 +402,112 @@ async fn health(State(state): AppRef) -> Json<serde_json::Value> {
         (services.len(), up, down)
     };
     let now = crate::time::now_ms();
-    Json(json!({
-        "status": if degraded { "degraded" } else { "ok" },
-        "service": "wasmon",
-        "version": env!("CARGO_PKG_VERSION"),
-        "ready": state.plugins.is_ready(),
-        "uptime_seconds": now.saturating_sub(state.started_ms) as f64 / 1000.0,
-        "events_logged": state.events.end(),
-        "services": { "total": total, "up": up, "down": down },
-        "sinks": sinks,
-        "timestamp": crate::time::rfc3339(now),
-    }))
+    Json(SidecarHealth {
+        status: if degraded { "degraded" } else { "ok" },
+        service: "wasmon",
+        version: env!("CARGO_PKG_VERSION"),
+        ready: state.plugins.is_ready(),
+        uptime_seconds: now.saturating_sub(state.started_ms) as f64 / 1000.0,
+        events_logged: state.events.end(),
+        services: ServiceCounts { total, up, down },
+        sinks,
+        timestamp: crate::time::rfc3339(now),
+    })
 }
 
-/// One service as `GET /api/services` shows it: an owned copy, so the
-/// table's lock (which heartbeats and `/metrics` need) is released before
-/// the response is serialized.
-#[derive(Serialize)]
-struct ServiceView {
-    service: String,
-    /// `up`, `down`, or `unknown` (known from events only).
-    status: &'static str,
-    last_seen: Option<String>,
-    last_seen_ms: Option<u64>,
-    seconds_since_seen: Option<f64>,
-    phase: Option<String>,
-    down_since: Option<String>,
-    heartbeats: u64,
-    last_event: Option<String>,
-    events: std::collections::BTreeMap<String, u64>,
-}
-
-fn service_view(name: &str, s: &crate::ingest::Service, now_ms: u64) -> ServiceView {
-    ServiceView {
-        service: name.to_string(),
-        status: match s.up {
-            Some(true) => "up",
-            Some(false) => "down",
-            None => "unknown",
-        },
-        last_seen: s.last_seen_ms.map(crate::time::rfc3339),
-        last_seen_ms: s.last_seen_ms,
-        seconds_since_seen: s
-            .last_seen_ms
-            .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0),
-        phase: s.phase.clone(),
-        down_since: s.down_since_ms.map(crate::time::rfc3339),
-        heartbeats: s.heartbeats,
-        last_event: s.last_event_ms.map(crate::time::rfc3339),
-        events: s.events.clone(),
-    }
-}
-
-async fn list_services(State(state): AppRef) -> Response {
+/// `GET /api/services`.
+#[utoipa::path(
+    get,
+    path = "/api/services",
+    tag = tag::SERVICES,
+    summary = "The service table",
+    description = "Each service: `status` (`up`, `down`, `unknown` when known from events only), last seen, phase, down since, heartbeats, events by type.",
+    responses((status = 200, description = "Every service", body = ServiceList))
+)]
+async fn list_services(State(state): AppRef) -> Json<ServiceList> {
     let now = crate::time::now_ms();
     let views: Vec<_> = {
         let services = state.ingest.services();
         services
             .iter()
-            .map(|(name, s)| service_view(name, s, now))
+            .map(|(name, s)| ServiceView::new(name, s, now))
             .collect()
     };
     let up = views.iter().filter(|v| v.status == "up").count();
     let down = views.iter().filter(|v| v.status == "down").count();
-    Json(json!({ "services": views, "total": views.len(), "up": up, "down": down })).into_response()
+    Json(ServiceList {
+        total: views.len(),
+        services: views,
+        up,
+        down,
+    })
 }
 
 fn checked_service(name: &str) -> Result<(), ApiError> {
     payload::check_name("service", name).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// `GET /api/services/{name}`.
+#[utoipa::path(
+    get,
+    path = "/api/services/{name}",
+    tag = tag::SERVICES,
+    summary = "One service",
+    params(("name" = String, Path, description = "The service's name (1 to 128 bytes, no control characters)", min_length = 1, max_length = 128)),
+    responses(
+        (status = 200, description = "The service", body = ServiceView),
+        (status = 400, description = "Invalid name", body = ApiError),
+        (status = 404, description = "No such service", body = ApiError),
+    )
+)]
 async fn get_service(State(state): AppRef, Path(name): Path<String>) -> Result<Response, ApiError> {
     checked_service(&name)?;
     let view = state
         .ingest
         .services()
         .get(&name)
-        .map(|service| service_view(&name, service, crate::time::now_ms()))
+        .map(|service| ServiceView::new(&name, service, crate::time::now_ms()))
         .ok_or_else(|| ApiError::not_found(format!("service {name:?} not found")))?;
     Ok(Json(view).into_response())
 }
 
+/// `DELETE /api/services/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/api/services/{name}",
+    tag = tag::SERVICES,
+    summary = "Forget a decommissioned service",
+    description = "Removes it from the table and from `/metrics`; a later heartbeat brings it back.",
+    params(("name" = String, Path, description = "The service's name (1 to 128 bytes, no control characters)", min_length = 1, max_length = 128)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Forgotten", body = Forgotten),
+        (status = 400, description = "Invalid name", body = ApiError),
+        (status = 401, description = "Missing or wrong admin token", body = ApiError),
+        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
+        (status = 404, description = "No such service", body = ApiError),
+    )
+)]
 async fn forget_service(
     State(state): AppRef,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Forgotten>, ApiError> {
     checked_service(&name)?;
     if state.ingest.forget(&name) {
         tracing::info!(service = %name, "service forgotten");
-        Ok(Json(
-            json!({ "success": true, "message": format!("service {name:?} forgotten") }),
-        ))
+        Ok(Json(Forgotten {
+            success: true,
+            message: format!("service {name:?} forgotten"),
+        }))
     } else {
         Err(ApiError::not_found(format!("service {name:?} not found")))
     }
 }
 
 /// `GET /api/events` parameters.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Only this service's events.
     service: Option<String>,
@@ -404,23 +518,30 @@ struct EventsQuery {
     /// Only this severity or worse (`ok`, `warning`, `critical`).
     severity: Option<crate::model::Severity>,
     /// Page size, 1 to 1000 (100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Matching events to skip, newest first (0).
+    #[param(minimum = 0)]
     offset: Option<usize>,
 }
 
-/// An event with its time as RFC 3339 text.
-#[derive(Serialize)]
-struct EventView<'a> {
-    #[serde(flatten)]
-    event: &'a Event,
-    time: String,
-}
-
+/// `GET /api/events`.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = tag::SERVICES,
+    summary = "Recent events, newest first, filtered and paginated",
+    description = "From the last `ingest.recent_events` events. Unknown parameters are refused.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "One page", body = EventsPage),
+        (status = 400, description = "A bad or unknown parameter, or a limit out of range", body = ApiError),
+    )
+)]
 async fn list_events(
     State(state): AppRef,
     query: Result<Query<EventsQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -457,13 +578,14 @@ async fn list_events(
         })
         .collect();
     let has_more = offset + events.len() < total;
-    Ok(Json(json!({
-        "events": events,
-        "total": total,
-        "offset": offset,
-        "limit": limit,
-        "has_more": has_more,
-    })))
+    Ok(Json(EventsPage {
+        events,
+        total,
+        offset,
+        limit,
+        has_more,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

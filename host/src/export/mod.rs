@@ -8,14 +8,17 @@
 
 mod auth;
 mod breakers;
+mod dashboard;
 mod error;
 mod history;
 mod ingest;
+mod openapi;
 pub mod prometheus;
 mod rest;
 mod samplers;
 pub mod server;
 mod system;
+mod ws;
 
 pub use auth::admin_is_loopback_only;
 pub use error::{ApiError, ApiResult};

@@ -4,17 +4,20 @@
 //! Prometheus server of `[prometheus]` about its scrape targets.
 
 use super::error::{ApiError, ApiResult};
+use super::openapi::tag;
 use crate::app::AppState;
 use crate::config::PrometheusConfig;
 use crate::rules::StatusDocument;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type AppRef = State<Arc<AppState>>;
 
@@ -22,14 +25,22 @@ type AppRef = State<Arc<AppState>>;
 const KNOWN_EXPORTERS: [&str; 3] = ["redis-exporter", "json-exporter", "blackbox-exporter"];
 
 /// The routes of this file.
-pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/system/monitoring/health", get(monitoring_health))
-        .route("/api/system/monitoring/targets", get(monitoring_targets))
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(monitoring_health))
+        .routes(routes!(monitoring_targets))
 }
 
 /// `GET /health`: seed 003's status document, always 200.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = tag::ALERTS,
+    summary = "Seed 003's status document",
+    description = "From the rules' last evaluations: `metrics` (each condition's value) and `statuses` (`OK`/`WARNING`/`ALERT` by condition key, `name{label=\"v\"}` when it has labels; `OK` until it fires) with `overall`, and `last_updated` (`null` before any evaluation). Always 200.",
+    responses((status = 200, description = "The status document", body = StatusDocument))
+)]
 async fn health(State(state): AppRef) -> Json<StatusDocument> {
     Json(state.alerts.status_document())
 }
@@ -70,70 +81,108 @@ struct PromAnswer<T> {
 }
 
 /// One target in `/api/system/monitoring/targets`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TargetView {
+    /// Its `job` label (else its scrape pool).
     job: String,
+    /// Its `instance` label.
     instance: String,
     /// `up`, `down` or `unknown`.
     health: &'static str,
+    /// Its labels.
     labels: BTreeMap<String, String>,
+    /// When it was last scraped (RFC 3339), as Prometheus says.
     last_scrape: Option<String>,
+    /// The last scrape's error.
     last_error: Option<String>,
+    /// How long the last scrape took.
     scrape_duration_seconds: Option<f64>,
 }
 
 /// Targets per job in the health document.
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, ToSchema)]
 struct JobSummary {
+    /// The job.
     job: String,
+    /// Its targets.
     total: usize,
+    /// Of which up.
     up: usize,
+    /// Of which down.
     down: usize,
+    /// Of which not scraped yet.
     unknown: usize,
 }
 
-#[derive(Debug, Serialize)]
+/// A target of a known exporter job (`redis-exporter`, `json-exporter`,
+/// `blackbox-exporter`).
+#[derive(Debug, Serialize, ToSchema)]
 struct ExporterView {
+    /// The job.
     name: String,
+    /// `up`, `down` or `unknown`.
     status: &'static str,
+    /// Its instance.
     endpoint: String,
+    /// When it was last scraped (RFC 3339).
     last_scrape: Option<String>,
+    /// The last scrape's error.
     error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Whether Prometheus is collecting.
+#[derive(Debug, Serialize, ToSchema)]
 struct MetricsCollection {
+    /// At least one target is up.
     collecting: bool,
+    /// The latest scrape of a target that is up (RFC 3339).
     last_successful_scrape: Option<String>,
+    /// The scrape interval of the targets.
     scrape_interval_seconds: Option<f64>,
+    /// Series in Prometheus' head block.
     total_series: Option<u64>,
 }
 
 /// `GET /api/system/monitoring/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct StackHealth {
     /// Set only when Prometheus is unreachable (the answer is then 503).
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    /// Prometheus answers and more targets are up than down (or none is down).
     healthy: bool,
+    /// Whether Prometheus answered.
     prometheus_reachable: bool,
+    /// `prometheus.url`.
     prometheus_url: String,
+    /// Targets per job.
     targets_summary: Vec<JobSummary>,
+    /// Targets of the known exporter jobs.
     exporters: Vec<ExporterView>,
+    /// Whether Prometheus is collecting.
     metrics_collection: MetricsCollection,
+    /// What is wrong, one line each.
     issues: Vec<String>,
+    /// When it was computed (RFC 3339).
     timestamp: String,
 }
 
 /// `GET /api/system/monitoring/targets`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TargetsAnswer {
+    /// Every active scrape target.
     targets: Vec<TargetView>,
+    /// Targets.
     total: usize,
+    /// Of which up.
     up: usize,
+    /// Of which down.
     down: usize,
+    /// Of which not scraped yet.
     unknown: usize,
+    /// The jobs, sorted.
     jobs: Vec<String>,
+    /// When it was computed (RFC 3339).
     timestamp: String,
 }
 
@@ -214,6 +263,19 @@ fn count(targets: &[TargetView], health: &str) -> usize {
     targets.iter().filter(|t| t.health == health).count()
 }
 
+/// `GET /api/system/monitoring/targets`.
+#[utoipa::path(
+    get,
+    path = "/api/system/monitoring/targets",
+    tag = tag::SYSTEM,
+    summary = "Prometheus' scrape targets (seed 004)",
+    description = "Every active scrape target of the Prometheus server at `prometheus.url` (or `PROMETHEUS_URL`).",
+    responses(
+        (status = 200, description = "The targets", body = TargetsAnswer),
+        (status = 404, description = "The Prometheus stack routes are off (`prometheus.enabled = false` or `PROMETHEUS_ENABLED=false`)", body = ApiError),
+        (status = 503, description = "Prometheus is unreachable", body = ApiError),
+    )
+)]
 async fn monitoring_targets(State(state): AppRef) -> ApiResult<Json<TargetsAnswer>> {
     let config = enabled(&state)?;
     let answer: PromTargets = query(config, "targets?state=active")
@@ -260,6 +322,19 @@ fn healthy(reachable: bool, up: usize, down: usize) -> bool {
     reachable && (down == 0 || up > down)
 }
 
+/// `GET /api/system/monitoring/health`.
+#[utoipa::path(
+    get,
+    path = "/api/system/monitoring/health",
+    tag = tag::SYSTEM,
+    summary = "Health of the Prometheus stack (seed 004)",
+    description = "Asks the Prometheus server at `prometheus.url` about its targets: `healthy` by seed 004's majority rule, `targets_summary` per job, `exporters`, `metrics_collection` and `issues`.",
+    responses(
+        (status = 200, description = "Prometheus answered", body = StackHealth),
+        (status = 404, description = "The Prometheus stack routes are off (`prometheus.enabled = false` or `PROMETHEUS_ENABLED=false`)", body = ApiError),
+        (status = 503, description = "Prometheus is unreachable: the same document with `healthy: false` and a `detail`", body = StackHealth),
+    )
+)]
 async fn monitoring_health(State(state): AppRef) -> ApiResult<Response> {
     let config = enabled(&state)?;
     let timestamp = crate::time::rfc3339(crate::time::now_ms());

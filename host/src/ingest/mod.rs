@@ -248,6 +248,7 @@ impl Ingest {
             event.service = Some(service);
             event.severity = severity;
             event.detail = Some(detail);
+            self.events.live().service(&event);
             event
         });
         let events: Vec<Event> = events.collect();

@@ -24,6 +24,8 @@ mod imports {
             "wasmon:plugin/http": async | trappable,
             "wasmon:plugin/redis": async | trappable,
             "wasmon:plugin/rabbitmq": async | trappable,
+            "wasmon:plugin/sql": async | trappable,
+            "wasmon:plugin/storage": async | trappable,
             default: trappable,
         },
     });
@@ -143,7 +145,7 @@ pub mod v0_1 {
 }
 
 /// The version of the WIT package a component was built against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub enum WitVersion {
     /// `wasmon:plugin@0.1.0` (frozen).
     #[serde(rename = "0.1.0")]
@@ -178,7 +180,7 @@ impl WitVersion {
 
 pub use collector::{Collector, CollectorPre};
 pub use imports::Plugin;
-pub use imports::wasmon::plugin::{host, http, rabbitmq, redis, types};
+pub use imports::wasmon::plugin::{host, http, rabbitmq, redis, sql, storage, types};
 pub use rule::{Rule, RulePre};
 pub use sink::{Sink, SinkPre};
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The state of a breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls go through.
@@ -59,7 +59,7 @@ pub struct BreakerSettings {
 }
 
 /// What the API shows of one breaker (seed 004's fields).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BreakerView {
     /// `plugin/source`.
     pub name: String,
@@ -78,7 +78,7 @@ pub struct BreakerView {
 }
 
 /// One failure as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FailureView {
     /// RFC 3339.
     pub at: String,

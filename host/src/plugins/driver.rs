@@ -447,6 +447,13 @@ impl Inner {
         info.healthy_since = Some(Instant::now());
         info.record_restart("success", None);
         tracing::info!(plugin = %slot.name, restarts = info.restarts, "plugin restarted");
+        self.deps
+            .events
+            .live()
+            .plugin(crate::live::Payload::PluginRestarted, || {
+                let kind = Some(generation.kind.as_str());
+                crate::live::PluginData::new(&slot.name, kind, generation.number, "running", None)
+            });
     }
 }
 

@@ -24,6 +24,7 @@
 pub mod bindings;
 mod breaker;
 mod capabilities;
+mod consume;
 mod context;
 mod driver;
 mod host;

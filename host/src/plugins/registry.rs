@@ -65,7 +65,7 @@ pub(super) struct Inner {
 }
 
 /// Where a plugin is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Its first version is being loaded.
@@ -83,7 +83,7 @@ pub enum Status {
 }
 
 /// An error, when it happened and of what kind.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// `timeout`, `memory`, `trap`, `output`, `capability`, `init`, `error` (the
     /// plugin returned one), `delivery`, or `load`.
@@ -170,7 +170,7 @@ pub(super) struct SlotInfo {
 }
 
 /// One entry of a plugin's restart history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RestartRecord {
     /// When (RFC 3339).
     pub timestamp: String,
@@ -262,7 +262,7 @@ impl Slot {
 }
 
 /// What `GET /api/plugins` shows of one plugin.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginView {
     /// Its name.
     pub name: String,
@@ -311,11 +311,12 @@ pub struct PluginView {
     /// Bytes it wrote to stdout/stderr (the tail is kept for fault reports).
     pub output_bytes: u64,
     /// The resolved manifest.
+    #[schema(value_type = Option<Object>)]
     pub manifest: Option<Manifest>,
 }
 
 /// Call timings in microseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timings {
     /// The last call.
     pub last_us: u64,
@@ -542,14 +543,46 @@ impl Inner {
             info.next_restart = None;
             info.record_restart("failed", Some(fault.to_string()));
             tracing::error!(plugin = %slot.name, reason = fault.reason(), error = %fault, faults = info.consecutive_faults, "plugin failed: too many faults in a row; reset or replace it");
+            live_fault(
+                self,
+                slot,
+                generation,
+                fault,
+                crate::live::Payload::PluginFailed,
+                "failed",
+            );
         } else {
             let delay = backoff(&self.config, info.consecutive_faults);
             info.status = Status::Crashed;
             info.next_restart = Some(Instant::now() + delay);
             info.record_restart("crashed", Some(fault.to_string()));
             tracing::warn!(plugin = %slot.name, reason = fault.reason(), error = %fault, restart_in = ?delay, "plugin crashed");
+            live_fault(
+                self,
+                slot,
+                generation,
+                fault,
+                crate::live::Payload::PluginFaulted,
+                "crashed",
+            );
         }
     }
+}
+
+/// Publishes a fault live (`plugin.faulted`, `plugin.failed`).
+fn live_fault(
+    inner: &Inner,
+    slot: &Slot,
+    generation: &Generation,
+    fault: &Fault,
+    event: fn(crate::live::PluginData) -> crate::live::Payload,
+    status: &str,
+) {
+    inner.deps.events.live().plugin(event, || {
+        let kind = Some(generation.kind.as_str());
+        let error = Some(fault.to_string());
+        crate::live::PluginData::new(&slot.name, kind, generation.number, status, error)
+    });
 }
 
 /// The delay before restart number `n` (from 1): doubling from

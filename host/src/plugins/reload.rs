@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// What one load attempt did.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum LoadOutcome {
     /// A new generation serves.
@@ -312,9 +312,15 @@ impl Inner {
         let invalid = BuildError::Invalid;
         let (defaults, limits) = (&self.config.defaults, &self.config.limits);
         let manifest = match manifest_text {
-            Some(text) => Manifest::parse(text, defaults, limits)
-                .with_context(|| format!("invalid manifest {}", manifest_path.display()))
-                .map_err(invalid)?,
+            Some(text) => Manifest::parse_with_env(
+                text,
+                defaults,
+                limits,
+                &self.config.env_allow,
+                &manifest_path.display().to_string(),
+            )
+            .with_context(|| format!("invalid manifest {}", manifest_path.display()))
+            .map_err(invalid)?,
             None => Manifest::defaults(defaults, limits),
         };
         let component = match &memo.compiled {
@@ -392,7 +398,9 @@ impl Inner {
         let number = generation.number;
         let sha256 = generation.sha256.clone();
         let wit = generation.prepared.version().as_str();
+        let serving = generation.clone();
         let old = slot.current.swap(Some(generation));
+        super::consume::swapped(self, slot, Some(&serving), old.as_deref());
         let old_kind = old.as_ref().map(|g| g.kind);
 
         let t = &self.deps.telemetry;
@@ -451,6 +459,13 @@ impl Inner {
         drop(driver);
         slot.wake.notify_one();
         tracing::info!(plugin = %name, generation = number, %kind, wit, sha256 = %&sha256[..12], took = ?started.elapsed(), "plugin loaded");
+        let event = match old_kind {
+            Some(_) => crate::live::Payload::PluginReloaded,
+            None => crate::live::Payload::PluginLoaded,
+        };
+        let data =
+            || crate::live::PluginData::new(&name, Some(kind.as_str()), number, "running", None);
+        self.deps.events.live().plugin(event, data);
         LoadOutcome::Loaded {
             generation: number,
             sha256,
@@ -476,6 +491,15 @@ impl Inner {
             info.last_error = Some(ErrorInfo::new("load", message.clone()));
             tracing::error!(plugin = %slot.name, error = %message, "plugin could not be loaded");
         }
+        let status = if kept.is_some() { "running" } else { "invalid" };
+        let data = || {
+            let error = Some(message.clone());
+            crate::live::PluginData::new(&slot.name, None, kept.unwrap_or(0), status, error)
+        };
+        self.deps
+            .events
+            .live()
+            .plugin(crate::live::Payload::PluginLoadFailed, data);
         LoadOutcome::Failed {
             error: message,
             kept_generation: kept,
@@ -497,6 +521,7 @@ impl Inner {
             handle.abort();
         }
         if let Some(old) = slot.current.swap(None) {
+            super::consume::stop(&old);
             self.retire(slot, old.kind);
             self.deps.telemetry.forget_plugin(name, old.kind.as_str());
         }
@@ -505,6 +530,11 @@ impl Inner {
         }
         self.breakers.forget(name);
         tracing::info!(plugin = name, "plugin unloaded");
+        let data = || crate::live::PluginData::new(name, None, 0, "unloaded", None);
+        self.deps
+            .events
+            .live()
+            .plugin(crate::live::Payload::PluginUnloaded, data);
         LoadOutcome::Unloaded
     }
 
@@ -539,6 +569,7 @@ fn check_kind(manifest: &Manifest, kind: PluginKind) -> Result<()> {
     if kind != PluginKind::Rule && !manifest.select.is_empty() {
         bail!("invalid key `select` in the manifest: it applies to rules, and this is a {kind}");
     }
+    super::consume::check_kind(manifest, kind)?;
     if kind != PluginKind::Sink && !manifest.events.is_empty() {
         bail!("invalid key `events` in the manifest: it applies to sinks, and this is a {kind}");
     }

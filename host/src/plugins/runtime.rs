@@ -8,6 +8,8 @@
 //! limit (`ResourceLimiter`). A trap, a timeout or
 //! a limit hit becomes a [`Fault`]: the instance is discarded, never reused.
 
+mod on_message;
+
 use super::bindings::{self, RuleAlert, WitVersion, types};
 use super::context::{Fault, PluginCtx, PluginEnv};
 use super::manifest::PluginKind;

@@ -312,6 +312,11 @@ impl AlertManager {
             entry.state = Some(AlertState::Pending);
             entry.active_since_ms = now_ms;
             entry.since_ms = now_ms;
+            if hold_ms > 0 {
+                self.events
+                    .live()
+                    .alert_pending(|| change(rule, &key, entry));
+            }
             if hold_ms == 0 {
                 fire(rule, &key, entry, now_ms, &mut changes);
             }
@@ -463,6 +468,7 @@ impl AlertManager {
     fn publish(&self, changes: &[AlertChange]) {
         for change in changes {
             status::log_change(change);
+            self.events.live().alert(change);
             let mut event = Event::new(format!("alert.{}", change.state.as_str()), "rule");
             event.severity = change.severity;
             event.detail = Some(change.summary.clone());

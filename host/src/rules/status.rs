@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Seed 003's `/health` document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StatusDocument {
     /// The value each condition was last checked with (`null` when the rule
     /// gave none), by condition key: its name, then its labels in braces

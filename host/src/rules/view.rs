@@ -36,7 +36,7 @@ impl Default for AlertQuery {
 }
 
 /// The `GET /api/alerts` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertsPage {
     /// The worst status of any firing alert, of every rule: `OK`, `WARNING` or
     /// `ALERT` (seed 003's overall).
@@ -61,7 +61,7 @@ pub struct AlertsPage {
 }
 
 /// One alert.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     /// The rule plugin.
     pub rule: String,
@@ -86,7 +86,7 @@ pub struct AlertView {
 }
 
 /// One evaluated condition.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckView {
     /// The rule plugin.
     pub rule: String,
@@ -103,7 +103,7 @@ pub struct CheckView {
 }
 
 /// One rule's alerts in numbers (`"alerts"` of `GET /api/plugins/{name}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RuleStats {
     /// Pending and firing alerts.
     pub active: usize,

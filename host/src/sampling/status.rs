@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One sampler's state after its last run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SamplerStatus {
     /// The sampler, which is also its store source (`system`, `gpu`).
     pub name: String,
@@ -50,7 +50,7 @@ impl SamplerStatus {
 }
 
 /// One device of a sampler.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceStatus {
     /// The device's index (the `gpu` label); empty when a device selected by
     /// UUID was not found.

@@ -12,6 +12,8 @@ pub struct EventLog {
     inner: Mutex<Ring>,
     end: watch::Sender<u64>,
     dropped: Option<prometheus::IntCounter>,
+    /// Where recorded events are published live (`event.recorded`).
+    live: crate::live::Live,
 }
 
 struct Ring {
@@ -46,6 +48,8 @@ impl EventLog {
             }),
             end,
             dropped: None,
+            // A bus of its own that no one listens on, until `with_live`.
+            live: crate::live::Live::new(1),
         }
     }
 
@@ -62,6 +66,18 @@ impl EventLog {
         self
     }
 
+    /// Publishes every recorded event on `live`, the bus the rest of the host
+    /// reaches through [`live`](Self::live).
+    pub fn with_live(mut self, live: crate::live::Live) -> Self {
+        self.live = live;
+        self
+    }
+
+    /// The live event bus.
+    pub fn live(&self) -> &crate::live::Live {
+        &self.live
+    }
+
     /// Appends one event; returns its sequence number.
     pub fn append(&self, event: Event) -> u64 {
         self.append_all([event]).saturating_sub(1)
@@ -74,7 +90,9 @@ impl EventLog {
         let mut dropped = 0;
         for event in events {
             ring.bytes += event.approx_bytes();
-            ring.events.push_back(Arc::new(event));
+            let event = Arc::new(event);
+            self.live.recorded(&event);
+            ring.events.push_back(event);
             while ring.events.len() > ring.capacity
                 || (ring.bytes > ring.max_bytes && ring.events.len() > 1)
             {

@@ -285,7 +285,7 @@ impl ExportCache {
 }
 
 /// One source as [`Store::source_stats`] describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SourceStats {
     /// Its name: a plugin's, or `system`, `gpu`, `alerts`.
     pub name: String,

@@ -24,7 +24,7 @@
 //!   `wit-bindgen`); the world a plugin exports is generated in the plugin's own
 //!   crate by the `export_*!` macros, with these imports shared.
 //! - [`Collector`], [`Rule`], [`Sink`]: one trait per world, with defaults.
-//! - [`config`], [`state`], [`http`], [`redis`], [`log`]: the host capabilities in Rust shape.
+//! - [`config`], [`state`], [`http`], [`redis`], [`amqp`], [`storage`], [`sql`], [`log`]: the host capabilities in Rust shape.
 //! - [`glob`]: the `*` patterns manifests and configs use.
 //! - the re-exported WIT types ([`Sample`], [`Alert`], [`Event`], ...) with builders.
 
@@ -40,17 +40,20 @@ mod bindings {
     });
 }
 
+pub mod amqp;
 pub mod config;
 pub mod glob;
 pub mod http;
 pub mod log;
 pub mod redis;
+pub mod sql;
 pub mod state;
+pub mod storage;
 mod types;
 
 /// The raw WIT bindings of the host's imports, for what the wrappers do not cover.
 pub mod wit {
-    pub use crate::bindings::wasmon::plugin::{host, http, rabbitmq, redis, types};
+    pub use crate::bindings::wasmon::plugin::{host, http, rabbitmq, redis, sql, storage, types};
 }
 
 pub use types::{

@@ -16,7 +16,7 @@
 //!   captured log.
 //! - [`PluginDir`]: atomic installs, manifest changes and removals.
 //! - [`Recorder`]: an HTTP server recording requests, with a settable answer.
-//! - [`servers`]: real `redis-server`, `rabbitmq-server` and `prometheus`, and
+//! - [`servers`]: real `redis-server`, `rabbitmq-server`, PostgreSQL and `prometheus`, and
 //!   [`promtool_check`].
 //! - [`http`]: the small blocking client behind the helpers.
 //! - [`process`]: how children are spawned, tied to the test process, and
@@ -68,9 +68,11 @@ pub use http::Response;
 pub use plugin_dir::PluginDir;
 pub use process::{ProcessId, free_port, free_ports, leftover_processes};
 pub use recorder::{RecordedRequest, Recorder};
+pub use servers::postgres::PostgresServer;
 pub use servers::prometheus::{PrometheusServer, promtool_check};
 pub use servers::rabbitmq::RabbitMqServer;
 pub use servers::redis::{RedisServer, RespValue};
+pub use servers::s3::S3Server;
 
 pub use ::http::StatusCode;
 

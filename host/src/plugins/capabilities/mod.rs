@@ -11,7 +11,10 @@
 //! `capability` fault.
 
 pub mod http;
+pub mod rabbitmq;
 pub mod redis;
+pub mod sql;
+pub mod storage;
 
 use super::breaker::{BreakerSettings, Breakers};
 use crate::telemetry::Telemetry;
@@ -177,4 +180,7 @@ macro_rules! capabilities {
 capabilities! {
     http: self::http::Http,
     redis: self::redis::Redis,
+    rabbitmq: self::rabbitmq::Rabbitmq,
+    sql: self::sql::Sql,
+    storage: self::storage::Storage,
 }

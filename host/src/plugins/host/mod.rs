@@ -3,7 +3,6 @@
 //! `capabilities/`), and `v0_1`, the 0.1.0 imports delegating to 0.2.0.
 
 mod logging;
-mod rabbitmq;
 mod v0_1;
 
 use super::bindings::types;

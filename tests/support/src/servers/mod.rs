@@ -3,6 +3,8 @@
 //! guard drops. They panic when the server cannot start: a missing server is a
 //! broken setup (`scripts/test.sh` installs them), never a reason to skip.
 
+pub mod postgres;
 pub mod prometheus;
 pub mod rabbitmq;
 pub mod redis;
+pub mod s3;
