@@ -28,14 +28,14 @@ fn unique(name: &str) -> String {
     format!("itp-{name}-{}-{}", std::process::id(), fastrand::u32(..))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-async fn open(url: &str) -> (Connection, Channel) {
+pub(crate) async fn open(url: &str) -> (Connection, Channel) {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -92,7 +92,11 @@ async fn declare_with_dlq(channel: &Channel, queue: &str) {
         .unwrap();
 }
 
-async fn publish(channel: &Channel, queue: &str, bodies: impl IntoIterator<Item = String>) {
+pub(crate) async fn publish(
+    channel: &Channel,
+    queue: &str,
+    bodies: impl IntoIterator<Item = String>,
+) {
     for body in bodies {
         channel
             .basic_publish(

@@ -8,6 +8,7 @@
 mod amqp;
 mod amqp_plugins;
 mod client_sdk;
+mod collectors;
 mod dashboard;
 mod data_sources;
 mod delivery;
