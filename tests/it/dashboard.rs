@@ -3,8 +3,8 @@
 //! with no console error, lists the plugins the host loaded, draws history
 //! charts with data (GPU too, over the fake NVML), shows a hot reload without
 //! a page refresh, and reloads a plugin with the admin token (and shows the
-//! refusal without it). Screenshots (laptop and phone) are saved to
-//! `target/test-artifacts/`.
+//! refusal without it); stops and starts one through the supervisor.
+//! Screenshots (laptop and phone) are saved to `target/test-artifacts/`.
 //! Without a browser the headers of the page and assets are checked too.
 
 mod browser;
@@ -224,6 +224,46 @@ fn reload_from_the_page_needs_the_admin_token() {
         (browser.generation("counter") == Some(2)).then_some(())
     });
     host.wait_for_log_since(mark, "plugin=counter generation=2", WAIT);
+}
+
+#[test]
+fn stop_and_start_from_the_page_use_the_supervisor_with_the_admin_token() {
+    let host = start(&format!("[server]\nadmin_token = \"{TOKEN}\"\n"));
+    let browser = Browser::open(1280, 900);
+    browser.dashboard(&host);
+    wait_until(WAIT, || {
+        (browser.generation("counter") == Some(1)).then_some(())
+    });
+    browser.type_into("#token", TOKEN);
+    browser.click("#token-save");
+    let row = "#plugins tr[data-plugin=counter]";
+    let status = || {
+        browser.js(&format!(
+            "return document.querySelector('{row}').dataset.status"
+        ))
+    };
+    for (action, label, after) in [
+        ("stop", "Stop counter", "stopped"),
+        ("start", "Start counter", "running"),
+    ] {
+        let button = format!("{row} button[data-action={action}]");
+        wait_until(WAIT, || {
+            (browser.js(&format!(
+                "return document.querySelectorAll('{button}').length"
+            )) == 1)
+                .then_some(())
+        });
+        browser.click(&button);
+        wait_until(WAIT, || {
+            browser
+                .toast()
+                .filter(|(k, t)| k == "ok" && t.contains(label))
+        });
+        wait_until(WAIT, || (status() == after).then_some(()));
+        assert_eq!(host.get_json("/api/plugins/counter")["status"], after);
+    }
+    let log = browser.log();
+    assert!(errors(&log).is_empty(), "console errors: {log:#?}");
 }
 
 #[test]

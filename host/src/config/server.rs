@@ -56,6 +56,11 @@ pub struct ServerConfig {
     /// the series it selected.
     #[serde(with = "units::duration")]
     pub ws_metrics_interval: Duration,
+    /// Where the host keeps what must survive a restart (the plugins an
+    /// operator stopped); created at start. Relative paths are relative to
+    /// the working directory (`WASMON_SERVER__DATA_DIR`; the systemd unit
+    /// uses `/var/lib/wasmon`).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +80,7 @@ impl Default for ServerConfig {
             ws_ping_interval: Duration::from_secs(15),
             ws_idle_timeout: Duration::from_secs(45),
             ws_metrics_interval: Duration::from_secs(1),
+            data_dir: std::path::PathBuf::from("data"),
         }
     }
 }

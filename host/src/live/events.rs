@@ -391,6 +391,10 @@ event_types! {
         "A plugin faulted more than max_restarts times in a row; it waits for a reset or a new version.";
     PluginRestarted(PluginData) = "plugin.restarted", Plugins,
         "A plugin was restarted after a fault and serves again.";
+    PluginStopped(PluginData) = "plugin.stopped", Plugins,
+        "A plugin was stopped through the supervisor API: it is not called until started again (kept across reloads and host restarts).";
+    PluginStarted(PluginData) = "plugin.started", Plugins,
+        "A stopped plugin was started again through the supervisor API: a new instance, its state kept.";
     SystemHealthChanged(HealthData) = "system.health_changed", System,
         "The host's health changed: healthy, degraded or unhealthy.";
     SystemSubscribed(SubscribedData) = "system.subscribed", System,

@@ -6,7 +6,7 @@
 //! backoff is due.
 
 use super::bindings::types;
-use super::context::Fault;
+use super::fault::Fault;
 use super::manifest::PluginKind;
 use super::registry::{Generation, Inner, Slot, Status};
 use super::runtime::{CallError, Instance};
@@ -31,11 +31,12 @@ fn serving(slot: &Slot, kind: PluginKind) -> Option<Arc<Generation>> {
 /// Waits until `at`, a due restart, a wake-up (reload, reset) or shutdown.
 /// Returns false on shutdown.
 async fn wait(inner: &Inner, slot: &Slot, at: Instant) -> bool {
-    let at = slot.restart_at().map_or(at, |restart| restart.min(at));
+    // A stopped plugin waits for a wake-up (its start) only.
+    let at = (!slot.is_stopped()).then(|| slot.restart_at().map_or(at, |restart| restart.min(at)));
     tokio::select! {
         _ = inner.shutdown.wait() => false,
         _ = slot.wake.notified() => true,
-        _ = tokio::time::sleep_until(at.into()) => true,
+        _ = sleep_until_opt(at) => true,
     }
 }
 
@@ -56,6 +57,9 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
         let Some(generation) = serving(&slot, PluginKind::Collector) else {
             return;
         };
+        if slot.is_stopped() {
+            continue;
+        }
         if Instant::now() < next
             && slot.restart_at().is_none_or(|r| Instant::now() < r)
             && !woken_for_new(&slot, &generation)
@@ -143,6 +147,9 @@ async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
         let Some(generation) = serving(&slot, PluginKind::Rule) else {
             return;
         };
+        if slot.is_stopped() {
+            continue;
+        }
         if Instant::now() < next
             && slot.restart_at().is_none_or(|r| Instant::now() < r)
             && !woken_for_new(&slot, &generation)
@@ -234,7 +241,7 @@ async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         let restart = slot.restart_at();
         let blocked = retry_at.is_some_and(|t| Instant::now() < t)
-            || matches!(slot.info.lock().status, Status::Failed)
+            || matches!(slot.info.lock().status, Status::Failed | Status::Stopped)
             || restart.is_some_and(|r| Instant::now() < r);
         if backlog == 0 || blocked {
             let wake_at = [retry_at, restart].into_iter().flatten().min();
@@ -298,7 +305,7 @@ async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
                 | CallError::Plugin(message),
             )) => {
                 retries += 1;
-                let delay = super::registry::backoff(&inner.config, retries);
+                let delay = super::supervisor::backoff(&inner.config, retries);
                 t.sink_failures
                     .with_label_values(&[&*slot.name, "retryable"])
                     .inc();
@@ -343,6 +350,9 @@ impl Inner {
         f: impl AsyncFnOnce(&mut Instance) -> Result<R, CallError>,
     ) -> Option<Result<R, CallError>> {
         let mut guard = generation.instance.lock().await;
+        if slot.is_stopped() {
+            return None;
+        }
         if guard.is_none() {
             if !self.restart_due(slot, generation) {
                 return None;
@@ -354,7 +364,7 @@ impl Inner {
             {
                 Ok(instance) => {
                     *guard = Some(instance);
-                    self.on_restarted(slot, generation);
+                    self.on_restarted(slot, generation, None);
                 }
                 Err(error) => {
                     let fault = match error {
@@ -398,14 +408,7 @@ impl Inner {
                         info.last_error =
                             Some(super::registry::ErrorInfo::new("delivery", message.clone()));
                     }
-                    Ok(_) => {
-                        let healthy = info
-                            .healthy_since
-                            .is_some_and(|t| t.elapsed() >= self.config.defaults.healthy_after);
-                        if healthy && info.consecutive_faults > 0 {
-                            info.consecutive_faults = 0;
-                        }
-                    }
+                    Ok(_) => info.call_ok(self.config.defaults.healthy_after),
                     Err(CallError::Fault(_)) => {}
                 }
             }
@@ -416,44 +419,6 @@ impl Inner {
             self.on_fault(slot, generation, fault);
         }
         Some(result)
-    }
-
-    fn restart_due(&self, slot: &Slot, generation: &Generation) -> bool {
-        let mut info = slot.info.lock();
-        let due = info.generation == generation.number
-            && info.status == Status::Crashed
-            && info.next_restart.is_some_and(|t| Instant::now() >= t);
-        if due {
-            info.status = Status::Restarting;
-            info.restarts += 1;
-            self.deps
-                .telemetry
-                .plugin_restarts
-                .with_label_values(&[&*slot.name])
-                .inc();
-        }
-        due
-    }
-
-    fn on_restarted(&self, slot: &Slot, generation: &Generation) {
-        self.deps
-            .telemetry
-            .plugin_up
-            .with_label_values(&[&*slot.name, generation.kind.as_str()])
-            .set(1);
-        let mut info = slot.info.lock();
-        info.status = Status::Running;
-        info.next_restart = None;
-        info.healthy_since = Some(Instant::now());
-        info.record_restart("success", None);
-        tracing::info!(plugin = %slot.name, restarts = info.restarts, "plugin restarted");
-        self.deps
-            .events
-            .live()
-            .plugin(crate::live::Payload::PluginRestarted, || {
-                let kind = Some(generation.kind.as_str());
-                crate::live::PluginData::new(&slot.name, kind, generation.number, "running", None)
-            });
     }
 }
 

@@ -13,7 +13,11 @@
 //! - `manifest`: `NAME.toml`.
 //! - `registry`: one slot per plugin (status, counters, state that survives reloads).
 //! - `reload`: the one path for startup, file changes, API and SIGHUP reloads.
-//! - `driver`: the per-kind loops, restarts with backoff.
+//! - `supervisor`: the one owner of a plugin's status transitions (faults,
+//!   restarts with backoff, `failed`, operator stop/start/reset), its restart
+//!   history, the persisted stopped set and the `plugin.*` live events.
+//! - `driver`: the per-kind loops; calls the supervisor on faults and restarts.
+//! - `activity`: calls in flight and the epoch ticker; `fault`: what a guest can do wrong.
 //! - `watcher`: the directory watcher (notify, debounced).
 //! - `standalone`: one plugin outside the registry (`wasmon plugin check`, benchmarks).
 //!
@@ -21,12 +25,14 @@
 //! guest becomes a `Fault` of that plugin; it never takes down the process,
 //! never blocks the HTTP runtime, and never touches another plugin.
 
+mod activity;
 pub mod bindings;
 mod breaker;
 mod capabilities;
 mod consume;
 mod context;
 mod driver;
+mod fault;
 mod host;
 pub mod manifest;
 mod registry;
@@ -34,11 +40,12 @@ mod reload;
 mod runtime;
 mod standalone;
 mod state;
+mod supervisor;
 mod watcher;
 
 pub use breaker::{BreakerState, BreakerView, Breakers};
 pub use capabilities::http::SelfAddresses;
-pub use context::Fault;
+pub use fault::Fault;
 pub use manifest::{Manifest, PluginKind};
 pub use registry::{
     Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,
@@ -46,3 +53,4 @@ pub use registry::{
 pub use reload::LoadOutcome;
 pub use runtime::{CallError, engine_config};
 pub use standalone::Standalone;
+pub use supervisor::{Action, Control, WorkerRecord, WorkerTimes};

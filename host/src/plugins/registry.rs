@@ -4,10 +4,12 @@
 //! `driver`.
 
 use super::capabilities;
-use super::context::{Fault, GuestOutput};
+use super::context::GuestOutput;
 use super::manifest::{Manifest, PluginKind};
 use super::runtime::{Instance, Prepared, Runtime};
 use super::state::KvState;
+pub use super::supervisor::{ErrorInfo, RestartRecord, Status};
+use super::supervisor::{SlotInfo, StoppedSet};
 use crate::config::PluginsConfig;
 use crate::model::ServiceState;
 use crate::rules::AlertManager;
@@ -37,6 +39,9 @@ pub struct Deps {
     pub events: Arc<EventLog>,
     /// The services known from heartbeats, for rule inputs.
     pub services: Arc<dyn Fn() -> Vec<ServiceState> + Send + Sync>,
+    /// Where the host keeps what survives a restart (the stopped plugins);
+    /// `None` keeps nothing.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The plugin manager: a cheap, cloneable handle.
@@ -62,46 +67,8 @@ pub(super) struct Inner {
     pub(super) handle: tokio::runtime::Handle,
     pub(super) shutdown: Shutdown,
     pub(super) ready: AtomicBool,
-}
-
-/// Where a plugin is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Its first version is being loaded.
-    Loading,
-    /// Serving.
-    Running,
-    /// Faulted; a restart is scheduled.
-    Crashed,
-    /// Being restarted.
-    Restarting,
-    /// Faulted more than `max_restarts` times in a row; waits for a reset or a new version.
-    Failed,
-    /// No version of it could be loaded (see `last_error`).
-    Invalid,
-}
-
-/// An error, when it happened and of what kind.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct ErrorInfo {
-    /// `timeout`, `memory`, `trap`, `output`, `capability`, `init`, `error` (the
-    /// plugin returned one), `delivery`, or `load`.
-    pub kind: String,
-    /// What happened.
-    pub message: String,
-    /// When (RFC 3339).
-    pub at: String,
-}
-
-impl ErrorInfo {
-    pub(super) fn new(kind: &str, message: impl Into<String>) -> Self {
-        ErrorInfo {
-            kind: kind.to_string(),
-            message: message.into(),
-            at: crate::time::rfc3339(crate::time::now_ms()),
-        }
-    }
+    /// The plugins an operator stopped (persisted).
+    pub(super) stopped: StoppedSet,
 }
 
 /// One loaded version of a plugin.
@@ -146,90 +113,14 @@ pub struct Slot {
     last_run: AtomicU64,
 }
 
-/// A slot's status and counters.
-#[derive(Debug)]
-pub(super) struct SlotInfo {
-    pub(super) status: Status,
-    pub(super) generation: u64,
-    pub(super) last_error: Option<ErrorInfo>,
-    pub(super) last_reload_error: Option<ErrorInfo>,
-    pub(super) restarts: u64,
-    pub(super) consecutive_faults: u32,
-    pub(super) next_restart: Option<Instant>,
-    pub(super) healthy_since: Option<Instant>,
-    pub(super) calls: u64,
-    pub(super) errors: u64,
-    pub(super) faults: u64,
-    pub(super) total_call: Duration,
-    pub(super) last_call: Duration,
-    pub(super) max_call: Duration,
-    pub(super) last_call_at_ms: Option<u64>,
-    pub(super) memory_bytes: u64,
-    pub(super) series: usize,
-    pub(super) restart_history: std::collections::VecDeque<RestartRecord>,
-}
-
-/// One entry of a plugin's restart history.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RestartRecord {
-    /// When (RFC 3339).
-    pub timestamp: String,
-    /// Consecutive faults at that moment.
-    pub attempt: u32,
-    /// `crashed`, `success`, `failed`, `manual`.
-    pub status: &'static str,
-    /// The fault, for `crashed` and `failed`.
-    pub error: Option<String>,
-}
-
-/// Most restart records kept per plugin.
-const RESTART_HISTORY: usize = 100;
-
-impl SlotInfo {
-    fn new() -> Self {
-        SlotInfo {
-            status: Status::Loading,
-            generation: 0,
-            last_error: None,
-            last_reload_error: None,
-            restarts: 0,
-            consecutive_faults: 0,
-            next_restart: None,
-            healthy_since: None,
-            calls: 0,
-            errors: 0,
-            faults: 0,
-            total_call: Duration::ZERO,
-            last_call: Duration::ZERO,
-            max_call: Duration::ZERO,
-            last_call_at_ms: None,
-            memory_bytes: 0,
-            series: 0,
-            restart_history: std::collections::VecDeque::new(),
-        }
-    }
-
-    pub(super) fn record_restart(&mut self, status: &'static str, error: Option<String>) {
-        if self.restart_history.len() == RESTART_HISTORY {
-            self.restart_history.pop_front();
-        }
-        self.restart_history.push_back(RestartRecord {
-            timestamp: crate::time::rfc3339(crate::time::now_ms()),
-            attempt: self.consecutive_faults,
-            status,
-            error,
-        });
-    }
-}
-
 impl Slot {
-    pub(super) fn new(name: &str) -> Arc<Slot> {
+    pub(super) fn new(name: &str, stopped: bool) -> Arc<Slot> {
         Arc::new(Slot {
             name: Arc::from(name),
             state: Arc::new(KvState::new()),
             output: GuestOutput::default(),
             current: ArcSwapOption::empty(),
-            info: Mutex::new(SlotInfo::new()),
+            info: Mutex::new(SlotInfo::new(stopped)),
             load_lock: tokio::sync::Mutex::new(LoadMemo::default()),
             wake: Notify::new(),
             driver: Mutex::new(None),
@@ -253,11 +144,12 @@ impl Slot {
 
     /// When a scheduled restart is due, if one is.
     pub(super) fn restart_at(&self) -> Option<Instant> {
-        let info = self.info.lock();
-        match info.status {
-            Status::Crashed => info.next_restart,
-            _ => None,
-        }
+        self.info.lock().restart_at()
+    }
+
+    /// Whether an operator stopped it.
+    pub(super) fn is_stopped(&self) -> bool {
+        self.info.lock().is_stopped()
     }
 }
 
@@ -408,6 +300,7 @@ impl Plugins {
             "plugin runtime ready"
         );
         let breakers = Arc::new(super::breaker::Breakers::new(deps.telemetry.clone()));
+        let stopped = StoppedSet::load(deps.data_dir.as_deref())?;
         Ok(Plugins {
             inner: Arc::new(Inner {
                 runtime,
@@ -420,6 +313,7 @@ impl Plugins {
                 handle,
                 shutdown,
                 ready: AtomicBool::new(false),
+                stopped,
             }),
         })
     }
@@ -486,23 +380,6 @@ impl Plugins {
         self.inner.slots.read().get(name).cloned()
     }
 
-    /// Resets a plugin's faults and restarts it now (a `failed` plugin gets another chance).
-    pub fn reset(&self, name: &str) -> Option<PluginView> {
-        let slot = self.slot(name)?;
-        {
-            let mut info = slot.info.lock();
-            info.consecutive_faults = 0;
-            if matches!(info.status, Status::Failed | Status::Crashed) {
-                info.status = Status::Crashed;
-                info.next_restart = Some(Instant::now());
-            }
-            info.record_restart("manual", None);
-        }
-        tracing::info!(plugin = name, "plugin reset");
-        slot.wake.notify_one();
-        Some(slot.view())
-    }
-
     /// Whether every `critical` plugin is running.
     pub fn critical_failures(&self) -> Vec<String> {
         self.inner
@@ -514,87 +391,6 @@ impl Plugins {
             .map(|s| s.name.to_string())
             .collect()
     }
-}
-
-impl Inner {
-    /// Records a fault of `generation` (ignored if a newer one serves) and
-    /// schedules a restart with capped exponential backoff, or gives up.
-    pub(super) fn on_fault(&self, slot: &Slot, generation: &Generation, fault: &Fault) {
-        let telemetry = &self.deps.telemetry;
-        telemetry
-            .plugin_faults
-            .with_label_values(&[&*slot.name, fault.reason()])
-            .inc();
-        let mut info = slot.info.lock();
-        if info.generation != generation.number {
-            return;
-        }
-        info.faults += 1;
-        info.consecutive_faults += 1;
-        info.healthy_since = None;
-        info.last_error = Some(ErrorInfo::new(fault.reason(), fault.to_string()));
-        telemetry
-            .plugin_up
-            .with_label_values(&[&*slot.name, generation.kind.as_str()])
-            .set(0);
-        let max = generation.manifest.max_restarts;
-        if info.consecutive_faults > max {
-            info.status = Status::Failed;
-            info.next_restart = None;
-            info.record_restart("failed", Some(fault.to_string()));
-            tracing::error!(plugin = %slot.name, reason = fault.reason(), error = %fault, faults = info.consecutive_faults, "plugin failed: too many faults in a row; reset or replace it");
-            live_fault(
-                self,
-                slot,
-                generation,
-                fault,
-                crate::live::Payload::PluginFailed,
-                "failed",
-            );
-        } else {
-            let delay = backoff(&self.config, info.consecutive_faults);
-            info.status = Status::Crashed;
-            info.next_restart = Some(Instant::now() + delay);
-            info.record_restart("crashed", Some(fault.to_string()));
-            tracing::warn!(plugin = %slot.name, reason = fault.reason(), error = %fault, restart_in = ?delay, "plugin crashed");
-            live_fault(
-                self,
-                slot,
-                generation,
-                fault,
-                crate::live::Payload::PluginFaulted,
-                "crashed",
-            );
-        }
-    }
-}
-
-/// Publishes a fault live (`plugin.faulted`, `plugin.failed`).
-fn live_fault(
-    inner: &Inner,
-    slot: &Slot,
-    generation: &Generation,
-    fault: &Fault,
-    event: fn(crate::live::PluginData) -> crate::live::Payload,
-    status: &str,
-) {
-    inner.deps.events.live().plugin(event, || {
-        let kind = Some(generation.kind.as_str());
-        let error = Some(fault.to_string());
-        crate::live::PluginData::new(&slot.name, kind, generation.number, status, error)
-    });
-}
-
-/// The delay before restart number `n` (from 1): doubling from
-/// `backoff_initial`, capped at `backoff_max`, with ±10 % jitter.
-pub(super) fn backoff(config: &PluginsConfig, n: u32) -> Duration {
-    let d = &config.defaults;
-    let exp = d.backoff_initial.saturating_mul(
-        1u32.checked_shl(n.saturating_sub(1).min(30))
-            .unwrap_or(u32::MAX),
-    );
-    let capped = exp.min(d.backoff_max);
-    capped.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
 #[cfg(test)]
@@ -609,21 +405,5 @@ mod tests {
         for bad in ["", "1a", "_a", "a-b", "a.b", "é", &"a".repeat(65)] {
             assert!(!valid_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let mut config = PluginsConfig::default();
-        config.defaults.backoff_initial = Duration::from_millis(100);
-        config.defaults.backoff_max = Duration::from_millis(1000);
-        let near = |d: Duration, ms: u64| {
-            let ms = ms as f64;
-            (d.as_secs_f64() * 1000.0 - ms).abs() <= ms * 0.1 + 1e-9
-        };
-        assert!(near(backoff(&config, 1), 100));
-        assert!(near(backoff(&config, 2), 200));
-        assert!(near(backoff(&config, 4), 800));
-        assert!(near(backoff(&config, 5), 1000));
-        assert!(near(backoff(&config, 60), 1000));
     }
 }

@@ -15,10 +15,11 @@
 //! `init` hangs delays neither the others nor a file added meanwhile, and the
 //! host is ready once every plugin found at startup has loaded or failed.
 
-use super::context::{Fault, HostParts, PluginEnv};
+use super::context::{HostParts, PluginEnv};
 use super::driver;
+use super::fault::Fault;
 use super::manifest::{Manifest, PluginKind};
-use super::registry::{ErrorInfo, Generation, Inner, LoadMemo, Plugins, Slot, Status, valid_name};
+use super::registry::{Generation, Inner, LoadMemo, Plugins, Slot, valid_name};
 use super::runtime::CallError;
 use crate::store::SourceKind;
 use anyhow::{Context, Result, bail};
@@ -294,7 +295,7 @@ impl Inner {
         self.slots
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Slot::new(name))
+            .or_insert_with(|| Slot::new(name, self.stopped.contains(name)))
             .clone()
     }
 
@@ -353,7 +354,16 @@ impl Inner {
             },
             slot.output.clone(),
         ));
-        let instance = self.runtime.instantiate(&prepared, env.clone()).await;
+        // A stopped plugin is not called, not even `init`: it gets its
+        // instance when it is started.
+        let instance = if slot.is_stopped() {
+            Ok(None)
+        } else {
+            self.runtime
+                .instantiate(&prepared, env.clone())
+                .await
+                .map(Some)
+        };
         let generation = |instance| Generation {
             number: 0,
             sha256: sha256.clone(),
@@ -365,7 +375,7 @@ impl Inner {
             loaded_at_ms: crate::time::now_ms(),
         };
         match instance {
-            Ok(instance) => Ok(generation(Some(instance))),
+            Ok(instance) => Ok(generation(instance)),
             Err(CallError::Fault(fault)) => {
                 Err(BuildError::Fault(Box::new(generation(None)), fault))
             }
@@ -383,24 +393,16 @@ impl Inner {
         let name = slot.name.clone();
         let kind = generation.kind;
         let manifest = generation.manifest.clone();
-        {
-            let mut info = slot.info.lock();
-            info.generation += 1;
-            generation.number = info.generation;
-            info.status = Status::Running;
-            info.consecutive_faults = 0;
-            info.next_restart = None;
-            info.healthy_since = Some(Instant::now());
-            info.last_error = None;
-            info.last_reload_error = None;
-        }
+        generation.number = slot.info.lock().loaded();
+        let stopped = slot.is_stopped();
         let generation = Arc::new(generation);
         let number = generation.number;
         let sha256 = generation.sha256.clone();
         let wit = generation.prepared.version().as_str();
         let serving = generation.clone();
         let old = slot.current.swap(Some(generation));
-        super::consume::swapped(self, slot, Some(&serving), old.as_deref());
+        let new = (!stopped).then_some(&serving);
+        super::consume::swapped(self, slot, new, old.as_deref());
         let old_kind = old.as_ref().map(|g| g.kind);
 
         let t = &self.deps.telemetry;
@@ -415,7 +417,7 @@ impl Inner {
         }
         t.plugin_up
             .with_label_values(&[&*name, kind.as_str()])
-            .set(1);
+            .set(i64::from(!stopped));
         t.plugin_memory_limit
             .with_label_values(&[&*name])
             .set(i64::try_from(manifest.memory_limit.0).unwrap_or(i64::MAX));
@@ -433,14 +435,8 @@ impl Inner {
             };
             self.deps.events.cursor_or(&name, first);
         }
-        if kind == PluginKind::Collector {
-            let source = self.deps.store.source(
-                &name,
-                SourceKind::Plugin {
-                    max_series: manifest.max_series,
-                },
-            );
-            *slot.source.lock() = Some(source);
+        if kind == PluginKind::Collector && !stopped {
+            self.attach_source(slot, &manifest);
         }
         let mut driver = slot.driver.lock();
         let running = driver
@@ -463,8 +459,9 @@ impl Inner {
             Some(_) => crate::live::Payload::PluginReloaded,
             None => crate::live::Payload::PluginLoaded,
         };
+        let status = if stopped { "stopped" } else { "running" };
         let data =
-            || crate::live::PluginData::new(&name, Some(kind.as_str()), number, "running", None);
+            || crate::live::PluginData::new(&name, Some(kind.as_str()), number, status, None);
         self.deps.events.live().plugin(event, data);
         LoadOutcome::Loaded {
             generation: number,
@@ -482,24 +479,7 @@ impl Inner {
             .with_label_values(&[&*slot.name, "failure"])
             .inc();
         let kept = slot.current().map(|g| g.number);
-        let mut info = slot.info.lock();
-        if kept.is_some() {
-            info.last_reload_error = Some(ErrorInfo::new("load", message.clone()));
-            tracing::warn!(plugin = %slot.name, error = %message, "reload failed; the previous version keeps serving");
-        } else {
-            info.status = Status::Invalid;
-            info.last_error = Some(ErrorInfo::new("load", message.clone()));
-            tracing::error!(plugin = %slot.name, error = %message, "plugin could not be loaded");
-        }
-        let status = if kept.is_some() { "running" } else { "invalid" };
-        let data = || {
-            let error = Some(message.clone());
-            crate::live::PluginData::new(&slot.name, None, kept.unwrap_or(0), status, error)
-        };
-        self.deps
-            .events
-            .live()
-            .plugin(crate::live::Payload::PluginLoadFailed, data);
+        self.on_load_failed(slot, kept, &message);
         LoadOutcome::Failed {
             error: message,
             kept_generation: kept,
@@ -538,8 +518,19 @@ impl Inner {
         LoadOutcome::Unloaded
     }
 
+    /// Gives a collector its place in the store again.
+    pub(super) fn attach_source(&self, slot: &Slot, manifest: &Manifest) {
+        let source = self.deps.store.source(
+            &slot.name,
+            SourceKind::Plugin {
+                max_series: manifest.max_series,
+            },
+        );
+        *slot.source.lock() = Some(source);
+    }
+
     /// Undoes what a plugin of `kind` left in the rest of the host.
-    fn retire(&self, slot: &Slot, kind: PluginKind) {
+    pub(super) fn retire(&self, slot: &Slot, kind: PluginKind) {
         match kind {
             PluginKind::Collector => {
                 if let Some(source) = slot.source.lock().take() {

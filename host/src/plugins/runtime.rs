@@ -10,20 +10,18 @@
 
 mod on_message;
 
+use super::activity::{Activity, EpochTicker};
 use super::bindings::{self, RuleAlert, WitVersion, types};
-use super::context::{Fault, PluginCtx, PluginEnv};
+use super::context::{PluginCtx, PluginEnv};
+use super::fault::Fault;
 use super::manifest::PluginKind;
 use crate::config::Compiler;
 use crate::model;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
-
-/// How often the epoch advances: the granularity of time budgets and of yields.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The time budget of one call: epoch interruption stops guest code at its
 /// deadline, and the call's future is dropped there if it is waiting in a
@@ -525,92 +523,5 @@ fn classify(error: wasmtime::Error, budget: Budget, env: &PluginEnv) -> Fault {
     } else {
         let said: Vec<&str> = last.into_iter().rev().collect();
         Fault::Trap(format!("{cause}; the plugin wrote: {}", said.join(" | ")))
-    }
-}
-
-/// How many calls into guests are in flight in one engine. The epoch ticker
-/// sleeps while there are none, so an idle host does not wake up every tick.
-#[derive(Debug, Default)]
-pub struct Activity {
-    state: parking_lot::Mutex<ActivityState>,
-    wake: parking_lot::Condvar,
-}
-
-#[derive(Debug, Default)]
-struct ActivityState {
-    calls: usize,
-    /// The ticker is to exit.
-    stopped: bool,
-}
-
-impl Activity {
-    /// Counts a call in flight until the guard is dropped.
-    fn enter(self: &Arc<Self>) -> ActiveCall {
-        let mut state = self.state.lock();
-        state.calls += 1;
-        if state.calls == 1 {
-            self.wake.notify_all();
-        }
-        ActiveCall(self.clone())
-    }
-
-    /// Blocks while no call is in flight; false once stopped.
-    fn wait_for_calls(&self) -> bool {
-        let mut state = self.state.lock();
-        while state.calls == 0 && !state.stopped {
-            self.wake.wait(&mut state);
-        }
-        !state.stopped
-    }
-
-    fn stop(&self) {
-        self.state.lock().stopped = true;
-        self.wake.notify_all();
-    }
-}
-
-/// A call in flight; see [`Activity`].
-struct ActiveCall(Arc<Activity>);
-
-impl Drop for ActiveCall {
-    fn drop(&mut self) {
-        let mut state = self.0.state.lock();
-        state.calls = state.calls.saturating_sub(1);
-    }
-}
-
-/// A thread that advances the engine's epoch every [`EPOCH_TICK`] while a
-/// call is in flight.
-struct EpochTicker {
-    activity: Arc<Activity>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine, activity: Arc<Activity>) -> Result<EpochTicker> {
-        let gate = activity.clone();
-        let thread = std::thread::Builder::new()
-            .name("wasmon-epoch".into())
-            .spawn(move || {
-                while gate.wait_for_calls() {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(anyhow::Error::from)
-            .context("failed to start the epoch ticker")?;
-        Ok(EpochTicker {
-            activity,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.activity.stop();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
