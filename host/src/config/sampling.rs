@@ -22,6 +22,11 @@ pub struct SamplingConfig {
     pub ignore_mountpoints: Vec<String>,
     /// Network devices to skip (prefixes), e.g. `veth`.
     pub ignore_network_devices: Vec<String>,
+    /// Whether the `system` sampler being down (a part of it failing) makes
+    /// the host `unhealthy` (503 on `/readyz` and `/api/system/health/full`)
+    /// rather than `degraded`.
+    #[serde(deserialize_with = "units::flag")]
+    pub critical: bool,
 }
 
 impl Default for SamplingConfig {
@@ -57,6 +62,7 @@ impl Default for SamplingConfig {
             .to_vec(),
             ignore_mountpoints: ["/proc", "/sys", "/dev", "/run"].map(String::from).to_vec(),
             ignore_network_devices: Vec::new(),
+            critical: false,
         }
     }
 }
@@ -78,6 +84,11 @@ pub struct GpuConfig {
     /// How often to retry loading NVML when it is unavailable.
     #[serde(with = "units::duration")]
     pub retry_interval: Duration,
+    /// Whether the `gpu` sampler being down (no driver while `enabled =
+    /// true`, a device lost) makes the host `unhealthy` (503 on `/readyz` and
+    /// `/api/system/health/full`) rather than `degraded`.
+    #[serde(deserialize_with = "units::flag")]
+    pub critical: bool,
 }
 
 impl Default for GpuConfig {
@@ -88,6 +99,7 @@ impl Default for GpuConfig {
             devices: Vec::new(),
             interval: None,
             retry_interval: Duration::from_secs(60),
+            critical: false,
         }
     }
 }

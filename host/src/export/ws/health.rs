@@ -1,15 +1,15 @@
 //! `system.health_changed`: a watcher, started with the first WebSocket
-//! client, that looks at the plugins every [`INTERVAL`] and publishes when
-//! the health changes (if anyone listens on `system`).
+//! client, that looks at the host's health every [`INTERVAL`] and publishes
+//! when it changes (if anyone listens on `system`).
 //!
-//! Health here: `unhealthy` when a plugin marked `critical` is not running,
-//! `degraded` when another plugin is not running (crashed, restarting,
-//! failed, invalid), else `healthy`.
+//! The health is [`crate::health::Report`], the one `/readyz` and
+//! `/api/system/health/full` answer: `unhealthy` when a critical component
+//! (plugin, data source, sampler) is down, `degraded` when another is, else
+//! `healthy`.
 
 use crate::app::AppState;
+use crate::health::{ComponentKind, ComponentStatus, Report};
 use crate::live::{Channel, HealthData, Payload};
-use crate::plugins::Status;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,32 +46,31 @@ pub(super) fn spawn(app: Arc<AppState>) {
 
 /// The health now.
 fn probe(app: &AppState) -> HealthData {
-    let mut plugins_down = BTreeMap::new();
-    let mut critical_down = Vec::new();
-    for plugin in app.plugins.list() {
-        if matches!(plugin.status, Status::Running | Status::Loading) {
-            continue;
-        }
-        let status = serde_json::to_value(plugin.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        if plugin.critical {
-            critical_down.push(plugin.name.clone());
-        }
-        plugins_down.insert(plugin.name, status);
-    }
-    let status = if !critical_down.is_empty() {
-        "unhealthy"
-    } else if !plugins_down.is_empty() {
-        "degraded"
-    } else {
-        "healthy"
-    };
+    let report = Report::of(app);
+    let plugins_down = report
+        .plugins
+        .iter()
+        .filter(|p| p.status == ComponentStatus::Unhealthy)
+        .map(|p| {
+            let status = serde_json::to_value(p.plugin_status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            (p.name.clone(), status)
+        })
+        .collect();
+    // Plugins by their name, other components as `sampler gpu (...)`.
+    let critical_down = report
+        .critical_down()
+        .map(|d| match d.kind {
+            ComponentKind::Plugin => d.name.clone(),
+            _ => d.to_string(),
+        })
+        .collect();
     HealthData {
-        status: status.to_string(),
+        status: report.status.as_str().to_string(),
         previous: None,
-        ready: app.plugins.is_ready(),
+        ready: report.ready,
         plugins_down,
         critical_down,
     }
