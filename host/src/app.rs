@@ -71,12 +71,20 @@ impl AppState {
             telemetry.clone(),
         ));
         let services = ingest.clone();
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir).with_context(|| {
+            format!(
+                "failed to create the data directory {} (server.data_dir)",
+                data_dir.display()
+            )
+        })?;
         let deps = Deps {
             store: store.clone(),
             telemetry: telemetry.clone(),
             alerts: alerts.clone(),
             events: events.clone(),
             services: Arc::new(move || services.service_states()),
+            data_dir: Some(config.server.data_dir.clone()),
         };
         let plugins = Plugins::new(config.plugins.clone(), deps, plugin_runtime, shutdown)
             .context("failed to start the plugin runtime")?;

@@ -17,6 +17,8 @@
 //! - [`rules`]: the alert state machine fed by rule plugins.
 //! - [`sinks`]: the event log and delivery to sink plugins.
 //! - [`export`]: the HTTP surface: `/metrics`, REST, health.
+//! - [`health`]: the host's health (samplers, plugins, data sources, event
+//!   log, sinks), shared by `/readyz`, `/api/system/health/full` and `/ws`.
 //! - [`live`]: the live event bus the WebSocket clients of `export` follow.
 //! - [`amqp`]: the AMQP client (consumer, publisher with confirms, queue
 //!   depth) and `[[ingest.amqp]]`.
@@ -27,6 +29,7 @@ pub mod amqp;
 pub mod app;
 pub mod config;
 pub mod export;
+pub mod health;
 pub mod ingest;
 pub mod live;
 pub mod memory;

@@ -48,8 +48,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
     ("GET", "/api/system/monitoring/health"),
     ("GET", "/api/system/monitoring/targets"),
+    ("GET", "/api/system/health/full"),
     ("GET", "/api/system/circuit-breakers"),
     ("POST", "/api/system/circuit-breakers/{name}/reset"),
+    ("GET", "/api/system/supervisor"),
+    ("GET", "/api/system/supervisor/status"),
+    ("POST", "/api/system/supervisor/workers/{name}/start"),
+    ("POST", "/api/system/supervisor/workers/{name}/stop"),
+    ("POST", "/api/system/supervisor/workers/{name}/restart"),
+    ("POST", "/api/system/supervisor/reset/{name}"),
+    ("GET", "/api/system/supervisor/restart-history"),
     ("GET", "/ws"),
     ("GET", "/ws/metrics"),
     ("GET", "/api/system/websocket/events"),
@@ -69,6 +77,10 @@ const ADMIN: &[(&str, &str)] = &[
     ("POST", "/api/plugins/{name}/reset"),
     ("GET", "/api/plugins/{name}/state"),
     ("POST", "/api/system/circuit-breakers/{name}/reset"),
+    ("POST", "/api/system/supervisor/workers/{name}/start"),
+    ("POST", "/api/system/supervisor/workers/{name}/stop"),
+    ("POST", "/api/system/supervisor/workers/{name}/restart"),
+    ("POST", "/api/system/supervisor/reset/{name}"),
 ];
 
 /// The tags the document may use, one per area.
@@ -213,12 +225,15 @@ fn the_document_is_openapi_3_1_and_passes_a_real_validator() {
             "{what}: no success response"
         );
         // Errors are the shared `{"detail"}` shape (the Prometheus stack's
-        // 503 is its health document, which carries a `detail` too).
+        // and the full health's 503 are their health documents, which carry
+        // a `detail` too).
         for (code, r) in responses {
             if code.starts_with('4') || code.starts_with('5') {
                 let schema = &r["content"]["application/json"]["schema"]["$ref"];
                 let expected = if what == "GET /api/system/monitoring/health" && code == "503" {
                     "#/components/schemas/StackHealth"
+                } else if what == "GET /api/system/health/full" && code == "503" {
+                    "#/components/schemas/HealthReport"
                 } else {
                     "#/components/schemas/ApiError"
                 };

@@ -10,6 +10,7 @@ mod auth;
 mod breakers;
 mod dashboard;
 mod error;
+mod health;
 mod history;
 mod ingest;
 mod openapi;
@@ -17,6 +18,7 @@ pub mod prometheus;
 mod rest;
 mod samplers;
 pub mod server;
+mod supervisor;
 mod system;
 mod ws;
 

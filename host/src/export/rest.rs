@@ -40,7 +40,9 @@ pub(super) fn routes(state: Arc<AppState>) -> Router {
         .merge(super::samplers::routes())
         .merge(super::history::routes())
         .merge(super::system::routes())
+        .merge(super::health::routes())
         .merge(super::breakers::routes(state.clone()))
+        .merge(super::supervisor::routes(state.clone()))
         .merge(super::ws::routes(state.clone()))
         .routes(routes!(get_plugin))
         .routes(routes!(restart_history))
@@ -134,7 +136,7 @@ struct Readiness {
     path = "/healthz",
     tag = tag::SYSTEM,
     summary = "Liveness",
-    description = "Answers as long as the HTTP server runs; checks nothing else. Readiness is `/readyz`, the full picture `/health` and `/v1/health`.",
+    description = "Answers as long as the HTTP server runs; checks nothing else (a failed critical plugin does not make it fail: restarting the process would not help). Readiness is `/readyz`, the full picture `/api/system/health/full`, `/health` and `/v1/health`.",
     responses((status = 200, description = "Alive", body = Liveness))
 )]
 async fn healthz() -> Json<Liveness> {
@@ -147,16 +149,14 @@ async fn healthz() -> Json<Liveness> {
     path = "/readyz",
     tag = tag::SYSTEM,
     summary = "Readiness",
-    description = "Ready once every plugin of the plugin directory has loaded or failed to load.",
+    description = "Ready once every plugin of the plugin directory has loaded or failed to load, and while no critical component is down (a plugin whose manifest says `critical = true`, its data sources, or a sampler with `sampling.critical`/`gpu.critical`): the same rule as `status: unhealthy` in `/api/system/health/full`. `/healthz` checks liveness only.",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Plugins are still loading; the detail names some", body = ApiError),
+        (status = 503, description = "Plugins are still loading, or a critical component is down; the detail names them", body = ApiError),
     )
 )]
 async fn readyz(State(state): AppRef) -> ApiResult<Json<Readiness>> {
-    if state.plugins.is_ready() {
-        Ok(Json(Readiness { ready: true }))
-    } else {
+    if !state.plugins.is_ready() {
         // Name a few: the plugins whose init is slow are the ones to look at.
         let loading = state.plugins.loading();
         let named: Vec<&str> = loading.iter().take(10).map(String::as_str).collect();
@@ -169,7 +169,17 @@ async fn readyz(State(state): AppRef) -> ApiResult<Json<Readiness>> {
             0 => "plugins are still loading".to_string(),
             n => format!("{n} plugins are still loading: {}{more}", named.join(", ")),
         };
-        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail))
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail));
+    }
+    let report = crate::health::Report::of(&state);
+    let down: Vec<String> = report.critical_down().map(ToString::to_string).collect();
+    if down.is_empty() {
+        Ok(Json(Readiness { ready: true }))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("critical components are down: {}", down.join(", ")),
+        ))
     }
 }
 
