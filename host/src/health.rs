@@ -27,10 +27,10 @@ pub use report::{
     Overall, PluginHealth, Report, SamplerHealth, SinkHealth,
 };
 
-use crate::app::AppState;
 use crate::config::{GpuConfig, GpuEnabled, SamplingConfig};
 use crate::plugins::{BreakerState, BreakerView, PluginKind, PluginView, Status};
 use crate::sampling::SamplerStatus;
+use crate::state::AppState;
 use std::collections::BTreeMap;
 
 /// What [`assess`] looks at: a snapshot of every part.

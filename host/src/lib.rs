@@ -39,6 +39,7 @@ pub mod rules;
 pub mod sampling;
 pub mod shutdown;
 pub mod sinks;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -9,7 +9,7 @@
 //! [`ConnectInfo`] the server inserts into every request.
 
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;

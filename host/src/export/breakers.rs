@@ -5,8 +5,8 @@
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::plugins::{BreakerState, BreakerView};
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Json, middleware};

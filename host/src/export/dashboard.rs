@@ -11,7 +11,7 @@
 
 use super::error::ApiError;
 use super::openapi::tag;
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -3,8 +3,8 @@
 //! healthy or degraded, 503 while a critical component is down.
 
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::health::{Overall, Report};
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

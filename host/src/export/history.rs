@@ -7,9 +7,9 @@
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::config::SnapshotsConfig;
 use crate::model::MetricKind;
+use crate::state::AppState;
 use crate::store::{Agg, HistoryQuery, TooManyPoints};
 use axum::Json;
 use axum::extract::{Path, Query, State};

@@ -27,10 +27,10 @@ use super::openapi::ingest::{
     SidecarAck, SidecarHealth, SinkHealth,
 };
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::ingest::{IngestError, Receipt, payload};
 use crate::model::Event;
 use crate::plugins::{PluginKind, Status};
+use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;

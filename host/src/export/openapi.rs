@@ -10,7 +10,7 @@
 //! JSON text, served as is.
 
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -4,15 +4,15 @@
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::plugins::{LoadOutcome, PluginView, RestartRecord, valid_name};
 use crate::rules::RuleStats;
+use crate::state::AppState;
 use crate::store::SourceStats;
-use axum::extract::{Path, Request, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -21,62 +21,28 @@ use utoipa_axum::routes;
 
 type AppRef = State<Arc<AppState>>;
 
-/// Every route, and the OpenAPI document that describes them.
-pub(super) fn routes(state: Arc<AppState>) -> Router {
+/// The plugin, alert, store and health routes (composed with the others in
+/// [`super::router`]).
+pub(super) fn routes(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     let admin = OpenApiRouter::new()
         .routes(routes!(reload_all))
         .routes(routes!(reload))
         .routes(routes!(reset))
         .routes(routes!(plugin_state))
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state,
             super::auth::require_admin,
         ));
-    let (router, api) = super::openapi::base()
+    OpenApiRouter::new()
         .routes(routes!(metrics))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(list_plugins))
-        .merge(super::samplers::routes())
-        .merge(super::history::routes())
-        .merge(super::system::routes())
-        .merge(super::health::routes())
-        .merge(super::breakers::routes(state.clone()))
-        .merge(super::supervisor::routes(state.clone()))
-        .merge(super::ws::routes(state.clone()))
         .routes(routes!(get_plugin))
         .routes(routes!(restart_history))
         .routes(routes!(alerts))
         .routes(routes!(store_summary))
         .merge(admin)
-        .merge(super::ingest::routes(state.clone()))
-        .merge(super::openapi::routes())
-        .merge(super::dashboard::routes())
-        .fallback(not_found)
-        .split_for_parts();
-    super::openapi::publish(api);
-    router
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-}
-
-async fn not_found(request: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "no route for {} {}",
-        request.method(),
-        request.uri().path()
-    ))
-}
-
-async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "method {} is not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ),
-    )
 }
 
 /// `GET /metrics`.

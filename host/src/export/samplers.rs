@@ -4,9 +4,9 @@
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::model::MetricKind;
 use crate::sampling::SamplerStatus;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Serialize;

@@ -14,8 +14,8 @@
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::plugins::{Action, Control, PluginView, Status, WorkerRecord, WorkerTimes, valid_name};
+use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

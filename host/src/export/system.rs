@@ -5,9 +5,9 @@
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::config::PrometheusConfig;
 use crate::rules::StatusDocument;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

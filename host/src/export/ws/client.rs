@@ -8,9 +8,9 @@
 //! client is closed.
 
 use super::metrics::Follow;
-use crate::app::AppState;
 use crate::live::events::{ErrorData, LaggedData, SubscribedData};
 use crate::live::{Channel, Listening, Live, Message, MetricsSelection, Payload};
+use crate::state::AppState;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket, close_code};

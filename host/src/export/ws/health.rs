@@ -7,9 +7,9 @@
 //! (plugin, data source, sampler) is down, `degraded` when another is, else
 //! `healthy`.
 
-use crate::app::AppState;
 use crate::health::{ComponentKind, ComponentStatus, Report};
 use crate::live::{Channel, HealthData, Payload};
+use crate::state::AppState;
 use std::sync::Arc;
 use std::time::Duration;
 

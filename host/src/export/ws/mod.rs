@@ -42,8 +42,8 @@ mod metrics;
 
 use super::error::{ApiError, ApiResult};
 use super::openapi::tag;
-use crate::app::AppState;
 use crate::live::{Channel, registry};
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
