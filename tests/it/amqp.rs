@@ -23,7 +23,7 @@ fn unique(name: &str) -> String {
     format!("it-{name}-{}-{}", std::process::id(), fastrand::u32(..))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -31,7 +31,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A confirming channel to `url` (the connection is kept alive beside it).
-async fn open(url: &str) -> (Connection, Channel) {
+pub(crate) async fn open(url: &str) -> (Connection, Channel) {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -45,7 +45,7 @@ async fn open(url: &str) -> (Connection, Channel) {
 
 /// A durable `queue` whose dead letters go to `QUEUE.dlq` (through the
 /// fanout exchange `QUEUE.dlx`).
-async fn declare_with_dlq(channel: &Channel, queue: &str) {
+pub(crate) async fn declare_with_dlq(channel: &Channel, queue: &str) {
     let dlx = format!("{queue}.dlx");
     let dlq = format!("{queue}.dlq");
     channel
@@ -90,7 +90,11 @@ async fn declare_with_dlq(channel: &Channel, queue: &str) {
 }
 
 /// Publishes each body persistently to `queue` and waits for every confirm.
-async fn publish(channel: &Channel, queue: &str, bodies: impl IntoIterator<Item = String>) {
+pub(crate) async fn publish(
+    channel: &Channel,
+    queue: &str,
+    bodies: impl IntoIterator<Item = String>,
+) {
     for body in bodies {
         channel
             .basic_publish(
@@ -107,7 +111,7 @@ async fn publish(channel: &Channel, queue: &str, bodies: impl IntoIterator<Item 
     assert!(returned.is_empty(), "{returned:?}");
 }
 
-async fn depth(channel: &Channel, queue: &str) -> u32 {
+pub(crate) async fn depth(channel: &Channel, queue: &str) -> u32 {
     let options = QueueDeclareOptions {
         passive: true,
         ..Default::default()

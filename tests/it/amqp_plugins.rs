@@ -8,17 +8,15 @@
 //! and the consumer reconnects without a host restart; a hot reload hands
 //! the queue over to the new generation without losing a message.
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use std::time::Duration;
 use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests, metric_value};
 
 mod pipeline;
+
+pub(crate) use crate::amqp::{declare_with_dlq, depth, open, publish, runtime};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,103 +24,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A queue name no other test uses.
 fn unique(name: &str) -> String {
     format!("itp-{name}-{}-{}", std::process::id(), fastrand::u32(..))
-}
-
-pub(crate) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-pub(crate) async fn open(url: &str) -> (Connection, Channel) {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (connection, channel)
-}
-
-/// A durable `queue` whose dead letters go to `QUEUE.dlq`.
-async fn declare_with_dlq(channel: &Channel, queue: &str) {
-    let dlx = format!("{queue}.dlx");
-    let dlq = format!("{queue}.dlq");
-    channel
-        .exchange_declare(
-            dlx.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            dlq.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            dlq.as_str().into(),
-            dlx.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(dlx.as_str().into()),
-    );
-    channel
-        .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
-        .await
-        .unwrap();
-}
-
-pub(crate) async fn publish(
-    channel: &Channel,
-    queue: &str,
-    bodies: impl IntoIterator<Item = String>,
-) {
-    for body in bodies {
-        channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap();
-    }
-    let returned = channel.wait_for_confirms().await.unwrap();
-    assert!(returned.is_empty(), "{returned:?}");
-}
-
-async fn depth(channel: &Channel, queue: &str) -> u32 {
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .unwrap()
-        .message_count()
 }
 
 fn start(plugins: &[(&str, &str, &str)]) -> Host {

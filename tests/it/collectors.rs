@@ -4,7 +4,7 @@
 //! one reports, seed 003's rule sees the chunks, and `/metrics` stays
 //! promtool-clean with all of them loaded.
 
-use crate::amqp_plugins::{open, publish, runtime};
+use crate::amqp::{open, publish, runtime};
 use serde_json::json;
 use std::time::Duration;
 use wasmon_test_support::{

@@ -340,6 +340,7 @@ impl Host {
     }
 
     /// Polls `check` until it returns `Some`; panics on timeout.
+    #[track_caller]
     pub fn wait_until<T>(&self, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
         crate::wait_until(timeout, check)
     }

@@ -62,6 +62,17 @@ pub struct Services<'a> {
     pub breaker: BreakerSettings,
 }
 
+/// A value that never shows in logs, `Debug` or the API (a password, a
+/// URL holding one, an S3 key).
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A bad value in a capability's manifest section: the key (relative to
 /// the section) and why.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,6 @@ use crate::config::AMQP_SEED_URL_ENV as SEED_URL_ENV;
 use crate::plugins::capabilities::KeyError;
 use crate::units;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::Duration;
 
 /// Default wait for the broker's confirm of one published message.
@@ -66,15 +65,7 @@ struct ConsumeSection {
     reconnect_max: Option<Duration>,
 }
 
-/// A value that never shows in logs, `Debug` or the API.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use super::super::Secret;
 
 /// What the `rabbitmq` capability may do.
 #[derive(Debug, Clone, Serialize)]

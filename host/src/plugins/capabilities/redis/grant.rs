@@ -5,7 +5,6 @@
 use crate::plugins::capabilities::KeyError;
 use crate::units::{self, ByteSize};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::Duration;
 
 /// Default timeout of one command.
@@ -131,15 +130,7 @@ pub struct Section {
     write: Vec<String>,
 }
 
-/// A value that never shows in logs, `Debug` or the API.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use super::super::Secret;
 
 /// What the `redis` capability may do.
 #[derive(Debug, Clone, Serialize)]

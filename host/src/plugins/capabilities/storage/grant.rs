@@ -7,7 +7,6 @@
 use crate::plugins::capabilities::KeyError;
 use crate::units::{self, ByteSize};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::Duration;
 
 /// Default timeout of one request.
@@ -55,15 +54,7 @@ pub struct Section {
     max_response_bytes: Option<ByteSize>,
 }
 
-/// A value that never shows in logs, `Debug` or the API.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use super::super::Secret;
 
 /// What the `storage` capability may do.
 #[derive(Debug, Clone, Serialize)]
