@@ -133,19 +133,19 @@ impl LinkState {
 
     fn up(&mut self) {
         if !self.connected {
-            tracing::info!(name = %self.name, server = %self.server, "amqp connected");
             self.metrics
                 .connected
                 .with_label_values(&[&self.name])
                 .set(1);
             self.connected = true;
             self.last_failure = None;
+            tracing::info!(name = %self.name, server = %self.server, "amqp connected");
         }
     }
 
     fn down(&mut self, reason: &str) {
         if self.connected {
-            tracing::warn!(name = %self.name, server = %self.server, %reason, "amqp connection lost; reconnecting");
+            // The metrics first: whoever reads the log line sees them too.
             self.metrics
                 .connected
                 .with_label_values(&[&self.name])
@@ -155,6 +155,7 @@ impl LinkState {
                 .with_label_values(&[&self.name])
                 .inc();
             self.connected = false;
+            tracing::warn!(name = %self.name, server = %self.server, %reason, "amqp connection lost; reconnecting");
         } else if self.last_failure.as_deref() != Some(reason) {
             tracing::warn!(name = %self.name, server = %self.server, %reason, "amqp cannot connect; retrying with backoff");
         } else {
