@@ -31,9 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmon::amqp::{ConsumerSpec, ingest::IngestHandler, spawn_consumer};
 use wasmon::config::{HeartbeatConfig, IngestConfig};
+use wasmon::events::EventLog;
 use wasmon::ingest::Ingest;
 use wasmon::shutdown::Shutdown;
-use wasmon::sinks::EventLog;
 use wasmon::telemetry::Telemetry;
 use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests, metric_value};
 

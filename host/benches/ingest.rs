@@ -153,7 +153,7 @@ fn job_batch(n: usize) -> Vec<u8> {
 fn in_process(name: &str, body: &[u8]) {
     let config = wasmon::config::Config::default();
     let telemetry = Arc::new(wasmon::telemetry::Telemetry::new().unwrap());
-    let events = Arc::new(wasmon::sinks::EventLog::new(100_000));
+    let events = Arc::new(wasmon::events::EventLog::new(100_000));
     let ingest = wasmon::ingest::Ingest::new(&config.ingest, &config.heartbeat, events, telemetry);
     let limits = ingest.limits().clone();
     let rounds = 200;

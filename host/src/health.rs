@@ -85,7 +85,7 @@ impl Report {
 
 /// A sink's backlog and when its oldest pending event was recorded. Reads
 /// only: it never creates a cursor.
-fn sink_backlog(events: &crate::sinks::EventLog, sink: &str) -> (u64, Option<u64>) {
+fn sink_backlog(events: &crate::events::EventLog, sink: &str) -> (u64, Option<u64>) {
     let backlog = events.backlog(sink);
     if backlog == 0 {
         return (0, None);

@@ -15,7 +15,7 @@
 //!   `runtime` is the narrow wrapper around wasmtime; `registry` and `reload`
 //!   load, validate and swap plugins; `host` implements the capabilities.
 //! - [`rules`]: the alert state machine fed by rule plugins.
-//! - [`sinks`]: the event log and delivery to sink plugins.
+//! - [`events`]: the event log every event goes to after it is accepted; sinks read it (delivery: `plugins/driver/sink.rs`).
 //! - [`export`]: the HTTP surface: `/metrics`, REST, health.
 //! - [`health`]: the host's health (samplers, plugins, data sources, event
 //!   log, sinks), shared by `/readyz`, `/api/system/health/full` and `/ws`.
@@ -28,6 +28,7 @@
 pub mod amqp;
 pub mod app;
 pub mod config;
+pub mod events;
 pub mod export;
 pub mod health;
 pub mod ingest;
@@ -38,7 +39,6 @@ pub mod plugins;
 pub mod rules;
 pub mod sampling;
 pub mod shutdown;
-pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod telemetry;

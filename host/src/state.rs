@@ -4,11 +4,11 @@
 //! `app` assembles it with the server.
 
 use crate::config::Config;
+use crate::events::EventLog;
 use crate::ingest::Ingest;
 use crate::plugins::{Deps, Plugins};
 use crate::rules::AlertManager;
 use crate::shutdown::Shutdown;
-use crate::sinks::EventLog;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};

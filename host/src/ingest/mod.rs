@@ -27,8 +27,8 @@ pub use services::{Service, Services, Transition};
 pub use watcher::spawn_watcher;
 
 use crate::config::{HeartbeatConfig, IngestConfig};
+use crate::events::EventLog;
 use crate::model::{Event, ServiceState, Severity};
-use crate::sinks::EventLog;
 use crate::telemetry::Telemetry;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;

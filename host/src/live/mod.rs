@@ -12,7 +12,7 @@
 //! Messages are serialized lazily, once, by the first client that sends
 //! them.
 //!
-//! The event log carries the bus ([`EventLog::live`](crate::sinks::EventLog::live)),
+//! The event log carries the bus ([`EventLog::live`](crate::events::EventLog::live)),
 //! so every part that records events (rules, ingestion, plugins) reaches it
 //! without more plumbing. This module knows no HTTP.
 

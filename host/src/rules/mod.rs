@@ -40,9 +40,9 @@ pub use status::StatusDocument;
 pub use view::{AlertQuery, AlertView, AlertsPage, CheckView, RuleStats};
 
 use crate::config::AlertsConfig;
+use crate::events::EventLog;
 use crate::model::{AlertChange, AlertState, Event, Labels, Sample, Severity};
 use crate::plugins::bindings::RuleAlert;
-use crate::sinks::EventLog;
 use crate::store::validate::{
     MAX_HELP_LEN, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN, MAX_LABELS, MAX_NAME_LEN, truncate,
 };

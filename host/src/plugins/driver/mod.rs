@@ -5,10 +5,12 @@
 //! the old instance. Faults discard the instance; the loop restarts it when its
 //! backoff is due.
 
-use super::bindings::types;
+mod rule;
+mod sink;
+
 use super::fault::Fault;
 use super::manifest::PluginKind;
-use super::registry::{Generation, Inner, Slot, Status};
+use super::registry::{Generation, Inner, Slot};
 use super::runtime::{CallError, Instance};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 pub(super) async fn run(inner: Arc<Inner>, slot: Arc<Slot>, kind: PluginKind) {
     match kind {
         PluginKind::Collector => collector(inner, slot).await,
-        PluginKind::Rule => rule(inner, slot).await,
-        PluginKind::Sink => sink(inner, slot).await,
+        PluginKind::Rule => rule::rule(inner, slot).await,
+        PluginKind::Sink => sink::sink(inner, slot).await,
     }
 }
 
@@ -133,191 +135,6 @@ fn note_replaced(slot: &Slot, generation: &Generation) {
         .is_some_and(|g| g.number != generation.number)
     {
         tracing::info!(plugin = %slot.name, generation = generation.number, "a call finished on the generation it started on, already replaced");
-    }
-}
-
-async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
-    let mut next = Instant::now() + Duration::from_millis(fastrand::u64(0..100));
-    // Events the rule has seen: it gets those recorded since its last evaluation.
-    let mut seen = inner.deps.events.end();
-    loop {
-        if !wait(&inner, &slot, next).await {
-            return;
-        }
-        let Some(generation) = serving(&slot, PluginKind::Rule) else {
-            return;
-        };
-        if slot.is_stopped() {
-            continue;
-        }
-        if Instant::now() < next
-            && slot.restart_at().is_none_or(|r| Instant::now() < r)
-            && !woken_for_new(&slot, &generation)
-        {
-            continue;
-        }
-        let now_ms = crate::time::now_ms();
-        let (events, _) = inner.deps.events.read(seen, MAX_RULE_EVENTS);
-        let end = events.last().map_or(seen, |(seq, _)| seq + 1);
-        let input = types::RuleInput {
-            now_ms,
-            samples: inner
-                .deps
-                .store
-                .select(&generation.manifest.select)
-                .into_iter()
-                .map(types::Sample::from)
-                .collect(),
-            services: (inner.deps.services)()
-                .into_iter()
-                .map(|s| types::ServiceState {
-                    name: s.name,
-                    up: s.up,
-                    last_seen_ms: s.last_seen_ms,
-                    phase: s.phase,
-                })
-                .collect(),
-            events: events
-                .iter()
-                .map(|(_, e)| types::Event::from(&**e))
-                .collect(),
-        };
-        let result = inner
-            .call(&slot, &generation, async |i| i.evaluate(input).await)
-            .await;
-        let telemetry = &inner.deps.telemetry;
-        match result {
-            Some(Ok(alerts)) => {
-                seen = end;
-                telemetry
-                    .rule_evaluations
-                    .with_label_values(&[&*slot.name, "ok"])
-                    .inc();
-                inner.deps.alerts.update(
-                    &slot.name,
-                    alerts,
-                    generation.manifest.for_duration,
-                    generation.manifest.max_alerts,
-                    now_ms,
-                );
-            }
-            Some(Err(CallError::Plugin(message))) => {
-                telemetry
-                    .rule_evaluations
-                    .with_label_values(&[&*slot.name, "error"])
-                    .inc();
-                tracing::warn!(plugin = %slot.name, error = %message, "evaluate returned an error");
-            }
-            Some(Err(_)) => telemetry
-                .rule_evaluations
-                .with_label_values(&[&*slot.name, "fault"])
-                .inc(),
-            None => {}
-        }
-        mark_seen(&slot, &generation);
-        next = Instant::now() + jittered(generation.manifest.interval);
-    }
-}
-
-/// Most events one rule evaluation receives.
-const MAX_RULE_EVENTS: usize = 1000;
-
-async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
-    let events = inner.deps.events.clone();
-    let mut end = events.subscribe();
-    let mut retry_at: Option<Instant> = None;
-    let mut retries: u32 = 0;
-    loop {
-        let Some(generation) = serving(&slot, PluginKind::Sink) else {
-            return;
-        };
-        let cursor = events.cursor(&slot.name);
-        let backlog = events.backlog(&slot.name);
-        inner
-            .deps
-            .telemetry
-            .sink_backlog
-            .with_label_values(&[&*slot.name])
-            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
-        let restart = slot.restart_at();
-        let blocked = retry_at.is_some_and(|t| Instant::now() < t)
-            || matches!(slot.info.lock().status, Status::Failed | Status::Stopped)
-            || restart.is_some_and(|r| Instant::now() < r);
-        if backlog == 0 || blocked {
-            let wake_at = [retry_at, restart].into_iter().flatten().min();
-            tokio::select! {
-                _ = inner.shutdown.wait() => return,
-                _ = slot.wake.notified() => { retry_at = None; }
-                changed = end.changed() => if changed.is_err() { return },
-                _ = sleep_until_opt(wake_at) => {}
-            }
-            continue;
-        }
-        let (batch, skipped) = events.read(cursor, generation.manifest.batch_size);
-        if skipped > 0 {
-            tracing::warn!(plugin = %slot.name, skipped, "events fell off the event log before this sink read them");
-        }
-        let Some(next) = batch.last().map(|(seq, _)| seq + 1) else {
-            continue;
-        };
-        let wanted: Vec<_> = batch
-            .into_iter()
-            .filter(|(_, e)| generation.manifest.wants_event(&e.event_type))
-            .map(|(_, e)| e)
-            .collect();
-        if wanted.is_empty() {
-            events.ack(&slot.name, next);
-            continue;
-        }
-        let count = wanted.len() as u64;
-        let t = &inner.deps.telemetry;
-        match inner
-            .call(&slot, &generation, async |i| i.deliver(&wanted).await)
-            .await
-        {
-            Some(Ok(())) => {
-                events.ack(&slot.name, next);
-                t.sink_delivered
-                    .with_label_values(&[&*slot.name])
-                    .inc_by(count);
-                retry_at = None;
-                retries = 0;
-            }
-            Some(Err(CallError::Delivery {
-                retryable: false,
-                message,
-            })) => {
-                events.ack(&slot.name, next);
-                t.sink_failures
-                    .with_label_values(&[&*slot.name, "permanent"])
-                    .inc();
-                t.sink_dead_letter
-                    .with_label_values(&[&*slot.name])
-                    .inc_by(count);
-                tracing::error!(plugin = %slot.name, events = count, error = %message, "sink failed permanently; the batch is dead-lettered");
-                retries = 0;
-            }
-            Some(Err(
-                CallError::Delivery {
-                    retryable: true,
-                    message,
-                }
-                | CallError::Plugin(message),
-            )) => {
-                retries += 1;
-                let delay = super::supervisor::backoff(&inner.config, retries);
-                t.sink_failures
-                    .with_label_values(&[&*slot.name, "retryable"])
-                    .inc();
-                tracing::warn!(plugin = %slot.name, events = count, error = %message, retry_in = ?delay, "sink delivery failed; will retry");
-                retry_at = Some(Instant::now() + delay);
-            }
-            // A fault: the batch is retried after the restart.
-            Some(Err(CallError::Fault(_))) => {}
-            // No instance to call and no restart due: don't spin.
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-        mark_seen(&slot, &generation);
     }
 }
 
