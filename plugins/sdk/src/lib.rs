@@ -26,6 +26,7 @@
 //! - [`Collector`], [`Rule`], [`Sink`]: one trait per world, with defaults.
 //! - [`config`], [`state`], [`http`], [`redis`], [`amqp`], [`storage`], [`sql`], [`log`]: the host capabilities in Rust shape.
 //! - [`glob`]: the `*` patterns manifests and configs use.
+//! - [`sink`]: what an HTTP answer means for a sink's batch (retry rules), UTC times.
 //! - the re-exported WIT types ([`Sample`], [`Alert`], [`Event`], ...) with builders.
 
 #![deny(missing_docs)]
@@ -42,10 +43,12 @@ mod bindings {
 
 pub mod amqp;
 pub mod config;
+pub mod event_json;
 pub mod glob;
 pub mod http;
 pub mod log;
 pub mod redis;
+pub mod sink;
 pub mod sql;
 pub mod state;
 pub mod storage;

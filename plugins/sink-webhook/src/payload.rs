@@ -26,9 +26,9 @@
 //! byte the same; receivers deduplicate on the event `id`.
 
 use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
+use wasmon_sdk::event_json::Readable;
 use wasmon_sdk::http::{HttpError, Response};
-use wasmon_sdk::{AlertChange, DeliveryError, Event, Label};
+use wasmon_sdk::{DeliveryError, Event};
 
 /// The envelope's format version.
 pub const VERSION: &str = "1";
@@ -43,88 +43,7 @@ pub struct Envelope<'a> {
     /// The sink plugin's name.
     pub receiver: &'a str,
     /// The events, in delivery order.
-    pub events: Vec<EventJson<'a>>,
-}
-
-/// One event.
-#[derive(Serialize)]
-pub struct EventJson<'a> {
-    id: &'a str,
-    time: String,
-    time_ms: u64,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    source: &'a str,
-    severity: &'static str,
-    /// The seed's status word: OK, WARNING or ALERT.
-    status: &'static str,
-    service: Option<&'a str>,
-    component: Option<&'a str>,
-    detail: Option<&'a str>,
-    #[serde(serialize_with = "labels_as_map")]
-    attributes: &'a [Label],
-    alert: Option<AlertJson<'a>>,
-}
-
-/// The alert change carried by an `alert.*` event.
-#[derive(Serialize)]
-pub struct AlertJson<'a> {
-    rule: &'a str,
-    name: &'a str,
-    #[serde(serialize_with = "labels_as_map")]
-    labels: &'a [Label],
-    severity: &'static str,
-    state: &'static str,
-    summary: &'a str,
-    value: Option<f64>,
-    active_since: String,
-    active_since_ms: u64,
-}
-
-impl<'a> EventJson<'a> {
-    /// An event as the receiver sees it.
-    pub fn new(event: &'a Event) -> Self {
-        EventJson {
-            id: &event.id,
-            time: rfc3339(event.time_ms),
-            time_ms: event.time_ms,
-            event_type: &event.event_type,
-            source: &event.source,
-            severity: event.severity.as_str(),
-            status: event.severity.status(),
-            service: event.service.as_deref(),
-            component: event.component.as_deref(),
-            detail: event.detail.as_deref(),
-            attributes: &event.attributes,
-            alert: event.alert.as_ref().map(AlertJson::new),
-        }
-    }
-}
-
-impl<'a> AlertJson<'a> {
-    fn new(alert: &'a AlertChange) -> Self {
-        AlertJson {
-            rule: &alert.rule,
-            name: &alert.name,
-            labels: &alert.labels,
-            severity: alert.severity.as_str(),
-            state: alert.state.as_str(),
-            summary: &alert.summary,
-            // JSON has no NaN or infinity.
-            value: alert.value.filter(|v| v.is_finite()),
-            active_since: rfc3339(alert.active_since_ms),
-            active_since_ms: alert.active_since_ms,
-        }
-    }
-}
-
-/// Labels as a JSON object, in their order.
-fn labels_as_map<S: Serializer>(labels: &&[Label], serializer: S) -> Result<S::Ok, S::Error> {
-    let mut map = serializer.serialize_map(Some(labels.len()))?;
-    for label in labels.iter() {
-        map.serialize_entry(&label.name, &label.value)?;
-    }
-    map.end()
+    pub events: Vec<Readable<'a>>,
 }
 
 /// The body for the events of `batch` whose type matches `patterns` (all when
@@ -135,10 +54,10 @@ pub fn body(
     source: &str,
     receiver: &str,
 ) -> Result<Option<Vec<u8>>, serde_json::Error> {
-    let events: Vec<EventJson<'_>> = batch
+    let events: Vec<Readable<'_>> = batch
         .iter()
         .filter(|e| patterns.is_empty() || wasmon_sdk::glob::matches_any(patterns, &e.event_type))
-        .map(EventJson::new)
+        .map(Readable::new)
         .collect();
     if events.is_empty() {
         return Ok(None);
@@ -152,96 +71,24 @@ pub fn body(
     .map(Some)
 }
 
-/// What the receiver's answer means for the batch: 2xx delivered; 408, 429,
-/// 5xx, timeouts and transport errors retried; other statuses dead-lettered.
-///
-/// A host that does not grant the URL, or rejects the request, is retried
-/// too: both are configuration the operator fixes with a manifest change,
-/// which reloads the sink, and the waiting events then go through instead of
-/// having been dead-lettered meanwhile.
+/// What the receiver's answer means for the batch: the SDK's retry rules
+/// ([`wasmon_sdk::sink::outcome`]): 2xx delivered; 408, 429, 5xx, timeouts,
+/// transport errors and an answer over the size cap retried; other statuses,
+/// a host the manifest does not grant and an invalid request dead-lettered.
 pub fn outcome(url: &str, answer: Result<Response, HttpError>) -> Result<(), DeliveryError> {
-    let response = match answer {
-        Ok(response) => response,
-        Err(error) => {
-            return Err(DeliveryError::Retryable(match error {
-                HttpError::Timeout => format!("{url}: no response within the timeout"),
-                HttpError::Transport(detail) => format!("{url}: {detail}"),
-                HttpError::NotGranted(detail) => format!(
-                    "{url}: not granted ({detail}); allow-list its host in [capabilities.http] allow"
-                ),
-                HttpError::InvalidRequest(detail) => format!("{url}: invalid request: {detail}"),
-                // The receiver answered, at length; it may have taken the batch,
-                // and duplicates are allowed where losses are not.
-                HttpError::TooLarge(cap) => {
-                    format!("{url}: response over the manifest's cap of {cap} bytes")
-                }
-            }));
-        }
-    };
-    let status = response.status;
-    if (200..300).contains(&status) {
-        return Ok(());
-    }
-    let message = format!("{url}: HTTP {status}{}", snippet(&response.body));
-    if status == 408 || status == 429 || (500..600).contains(&status) {
-        Err(DeliveryError::Retryable(message))
-    } else {
-        Err(DeliveryError::Permanent(message))
-    }
-}
-
-/// `: <first line of the body>`, short, or nothing for an empty body.
-fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
-    match line {
-        None => String::new(),
-        Some(line) if line.len() <= MAX => format!(": {line}"),
-        Some(line) => {
-            let mut end = MAX;
-            while !line.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!(": {}...", &line[..end])
-        }
-    }
+    wasmon_sdk::sink::outcome(url, answer)
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds:
 /// `2024-05-01T12:00:00.000Z`.
 pub fn rfc3339(ms: u64) -> String {
-    let seconds = ms / 1000;
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        ms % 1000
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    wasmon_sdk::sink::rfc3339(ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmon_sdk::{AlertState, Severity};
+    use wasmon_sdk::{AlertChange, AlertState, Label, Severity};
 
     fn event(id: &str, event_type: &str) -> Event {
         Event {
@@ -408,7 +255,7 @@ mod tests {
         );
         assert!(matches!(
             outcome("u", Err(HttpError::NotGranted("h".into()))),
-            Err(DeliveryError::Retryable(m)) if m.contains("allow-list")
+            Err(DeliveryError::Permanent(m)) if m.contains("allow-list")
         ));
         assert!(matches!(
             outcome("u", Err(HttpError::TooLarge(10))),
