@@ -33,6 +33,8 @@ ensure_test_servers() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null; } || missing+=(rabbitmq-server)
   { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+  # tests/support's AlertmanagerServer (sink-alertmanager): Debian names it prometheus-alertmanager.
+  { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } || missing+=(prometheus-alertmanager)
   # tests/support's PostgresServer (the sql capability): initdb and postgres
   # from /usr/lib/postgresql/N/bin, psql and pg_isready on the PATH.
   { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && command -v psql >/dev/null &&

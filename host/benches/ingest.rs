@@ -167,7 +167,7 @@ fn in_process(name: &str, body: &[u8]) {
     };
     let ours = time(&mut || {
         let parsed = wasmon::ingest::payload::batch(body, &limits).unwrap();
-        std::hint::black_box(ingest.record(parsed).unwrap());
+        std::hint::black_box(futures_lite::future::block_on(ingest.record(parsed)).unwrap());
     });
     let values = time(&mut || {
         let v: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap();
@@ -270,12 +270,13 @@ impl Host {
         let config = dir.join("wasmon.toml");
         std::fs::write(
             &config,
-            "[sampling]\nenabled = false\n[plugins]\ndir = \"plugins.d\"\n",
+            "[sampling]\nenabled = false\n[plugins]\ndir = \"plugins.d\"\n# Its batch figure is \"durable delivery off\": written, not synced.\n[storage]\ndurability = \"none\"\n",
         )
         .unwrap();
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&config)
+            .current_dir(dir)
             .env("MONITOR_HOST", "127.0.0.1")
             .env("MONITOR_PORT", "0")
             .env("RUST_LOG", "info")

@@ -84,6 +84,8 @@ pub async fn run(
     let plugins_stopped = tokio::time::timeout_at(deadline.into(), state.plugins.stopped())
         .await
         .is_ok();
+    // Sinks have stopped: write what is queued and persist their cursors.
+    state.events.close();
     if plugins_stopped {
         tracing::info!(open_connections = open, "stopped");
     } else {

@@ -9,7 +9,9 @@
 //! `unavailable`, not down), a plugin `crashed`, `restarting`, `failed`,
 //! `invalid` or `stopped`, a data source whose breaker is not closed. The
 //! event log is never down (its drops are counted); a sink's entry mirrors its
-//! plugin and is counted once, as that plugin.
+//! plugin and is counted once, as that plugin, except that a running sink
+//! whose oldest undelivered event is older than `sinks.lag_degraded` is down
+//! (not critical: the host is `degraded`).
 //!
 //! `critical`: a plugin's manifest key, `sampling.critical` and
 //! `gpu.critical` for the samplers (both `false` by default); a data source
@@ -51,6 +53,8 @@ pub struct Inputs<'a> {
     pub events: (usize, u64),
     /// Each sink's backlog and the time of its oldest pending event (Unix ms).
     pub sinks: BTreeMap<String, (u64, Option<u64>)>,
+    /// `sinks.lag_degraded`: a sink behind by more is down (not critical).
+    pub lag_degraded: std::time::Duration,
     /// Unix milliseconds now.
     pub now_ms: u64,
 }
@@ -71,8 +75,9 @@ impl Report {
             plugins: plugins.iter().map(PluginHealth::from_view).collect(),
             plugins_loaded: app.plugins.is_ready(),
             breakers: app.plugins.breakers().list(),
-            events: (app.events.len(), app.telemetry.event_log_dropped.get()),
+            events: (app.events.len(), app.telemetry.event_log_dropped_total()),
             sinks,
+            lag_degraded: app.config.sinks.lag_degraded,
             now_ms: crate::time::now_ms(),
         })
     }
@@ -150,6 +155,17 @@ pub fn assess(inputs: Inputs<'_>) -> Report {
                 .unwrap_or((ComponentStatus::Starting, String::new()));
             let lag_seconds =
                 oldest.map_or(0.0, |t| inputs.now_ms.saturating_sub(t) as f64 / 1000.0);
+            let limit = inputs.lag_degraded.as_secs_f64();
+            if lag_seconds > limit && status != ComponentStatus::Unhealthy {
+                down.push(Down {
+                    kind: ComponentKind::Sink,
+                    name: name.clone(),
+                    critical: false,
+                    reason: format!(
+                        "behind by {lag_seconds:.0}s (sinks.lag_degraded = {limit:.0}s)"
+                    ),
+                });
+            }
             SinkHealth {
                 name: name.clone(),
                 status,

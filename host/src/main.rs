@@ -19,6 +19,9 @@ struct Args {
     /// The plugin directory (overrides `plugins.dir`).
     #[arg(long)]
     plugins_dir: Option<PathBuf>,
+    /// The data directory (overrides `storage.data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -57,6 +60,9 @@ fn run(args: Args) -> Result<()> {
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(dir) = args.plugins_dir {
         config.plugins.dir = dir;
+    }
+    if let Some(dir) = args.data_dir {
+        config.storage.data_dir = dir;
     }
     if args.check_config {
         println!("configuration OK");

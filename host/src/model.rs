@@ -319,6 +319,21 @@ impl Attributes {
         self.to_map().remove(key)
     }
 
+    /// A top-level string attribute, without flattening the rest: cheap when
+    /// the producer's object does not mention `key` (the idempotency key).
+    pub fn top_level_str(&self, key: &str) -> Option<String> {
+        if let Some(value) = self.map.get(key) {
+            return value.as_str().map(str::to_string);
+        }
+        let raw = self.raw.as_ref()?;
+        if !raw.json.contains(key) {
+            return None;
+        }
+        let object: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(&raw.json).ok()?;
+        serde_json::from_str(object.get(key)?.get()).ok()
+    }
+
     fn approx_bytes(&self) -> usize {
         self.raw.as_ref().map_or(0, |r| r.json.len())
             + self

@@ -4,7 +4,7 @@
 //! `app` assembles it with the server.
 
 use crate::config::Config;
-use crate::events::EventLog;
+use crate::events::{EventLog, LogMetrics};
 use crate::ingest::Ingest;
 use crate::plugins::{Deps, Plugins};
 use crate::rules::AlertManager;
@@ -13,11 +13,6 @@ use crate::store::Store;
 use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
 use std::sync::Arc;
-
-/// Most events the in-memory event log keeps for sinks.
-const EVENT_LOG_CAPACITY: usize = 100_000;
-/// Most bytes (approximately) the in-memory event log holds.
-const EVENT_LOG_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Everything HTTP handlers and background tasks share.
 pub struct AppState {
@@ -53,11 +48,32 @@ impl AppState {
         let store = Arc::new(
             Store::new(&config.store).with_refused_counter(telemetry.series_refused.clone()),
         );
+        if config.server.data_dir.is_some() {
+            tracing::warn!(
+                data_dir = %config.storage.data_dir.display(),
+                "`server.data_dir` is deprecated: set `storage.data_dir` (read for one more release)"
+            );
+        }
+        let data_dir = &config.storage.data_dir;
+        std::fs::create_dir_all(data_dir).with_context(|| {
+            format!(
+                "failed to create the data directory {} (storage.data_dir)",
+                data_dir.display()
+            )
+        })?;
         let events = Arc::new(
-            EventLog::new(EVENT_LOG_CAPACITY)
-                .with_max_bytes(EVENT_LOG_MAX_BYTES)
-                .with_drop_counter(telemetry.event_log_dropped.clone())
-                .with_live(crate::live::Live::default()),
+            EventLog::open(
+                &config.storage,
+                config.ingest.idempotency_window,
+                config.ingest.idempotency_max_keys,
+                LogMetrics {
+                    dropped: Some(telemetry.event_log_dropped.clone()),
+                    corrupt: Some(telemetry.event_log_corrupt.clone()),
+                    bytes: Some(telemetry.event_log_bytes.clone()),
+                },
+                crate::live::Live::default(),
+            )
+            .context("failed to open the event log")?,
         );
         let alerts = Arc::new(
             AlertManager::new(events.clone(), store.clone(), &config.alerts)
@@ -70,20 +86,14 @@ impl AppState {
             telemetry.clone(),
         ));
         let services = ingest.clone();
-        let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir).with_context(|| {
-            format!(
-                "failed to create the data directory {} (server.data_dir)",
-                data_dir.display()
-            )
-        })?;
         let deps = Deps {
             store: store.clone(),
             telemetry: telemetry.clone(),
             alerts: alerts.clone(),
             events: events.clone(),
             services: Arc::new(move || services.service_states()),
-            data_dir: Some(config.server.data_dir.clone()),
+            sinks: config.sinks.clone(),
+            data_dir: Some(config.storage.data_dir.clone()),
         };
         let plugins = Plugins::new(config.plugins.clone(), deps, plugin_runtime, shutdown)
             .context("failed to start the plugin runtime")?;

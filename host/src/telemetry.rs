@@ -47,6 +47,9 @@ pub struct Telemetry {
     /// Capability calls by capability and result (`ok`, `server`,
     /// `connection`, `timeout`, `forbidden`, `too_large`).
     pub plugin_capability_calls: IntCounterVec,
+    /// Bytes held by a plugin's `[capabilities.files]` directory, measured
+    /// after each call.
+    pub plugin_files_bytes: IntGaugeVec,
     /// Circuit breaker state per plugin and source: 0 closed, 1 half-open, 2 open.
     pub circuit_breaker_state: IntGaugeVec,
     /// Circuit breaker transitions per plugin, source and new state.
@@ -59,13 +62,35 @@ pub struct Telemetry {
     pub sink_dead_letter: IntCounterVec,
     /// Events waiting for a sink.
     pub sink_backlog: IntGaugeVec,
-    /// Events dropped from the event log before every sink read them.
-    pub event_log_dropped: prometheus::IntCounter,
+    /// Age of the oldest event a sink has yet to acknowledge; 0 when none.
+    pub sink_oldest_age: prometheus::GaugeVec,
+    /// Events dead-lettered per sink and reason (`permanent`).
+    pub sink_dead_letters: IntCounterVec,
+    /// Dead-lettered events dropped from a sink's full dead-letter store.
+    pub sink_dead_letters_dropped: IntCounterVec,
+    /// Retries that waited for a target's `Retry-After`.
+    pub sink_retry_after: IntCounterVec,
+    /// Events the event log lost before a sink read them, by sink and
+    /// reason (`retention`, `full`).
+    pub event_log_dropped: IntCounterVec,
+    /// Damaged event log records skipped at recovery.
+    pub event_log_corrupt: prometheus::IntCounter,
+    /// Bytes of the event log's segments on disk.
+    pub event_log_bytes: prometheus::IntGauge,
     /// Rule evaluations by result.
     pub rule_evaluations: IntCounterVec,
     /// Alerts dropped by rule: new conditions over the rule's `max_alerts`
     /// (or over the size bounds), resolved alerts over `alerts.max_resolved`.
     pub alerts_dropped: IntCounterVec,
+    /// Whether a rule's shadow has a live instance (1) or is crashed/failed (0).
+    pub rule_shadow_up: IntGaugeVec,
+    /// Shadow evaluations by rule and result (ok, error, fault).
+    pub rule_shadow_evaluations: IntCounterVec,
+    /// Shadow faults by rule and reason.
+    pub rule_shadow_faults: IntCounterVec,
+    /// Alerts entering the shadow diff, by rule and kind (only_shadow,
+    /// only_serving, different); each alert counted once per kind.
+    pub rule_shadow_diff: IntCounterVec,
     /// Samples the store refused, by source, kind (`host`, `derived`,
     /// `plugin`) and reason (`global_limit`, `control_character`, ...).
     pub series_refused: IntCounterVec,
@@ -193,6 +218,12 @@ impl Telemetry {
                 "Plugin calls to a granted capability, by result.",
                 &["plugin", "capability", "result"],
             )?,
+            plugin_files_bytes: gauge_vec(
+                &registry,
+                "wasmon_plugin_files_bytes",
+                "Bytes held by a plugin's [capabilities.files] directory, measured after each call.",
+                &["plugin"],
+            )?,
             circuit_breaker_state: gauge_vec(
                 &registry,
                 "wasmon_circuit_breaker_state",
@@ -229,11 +260,52 @@ impl Telemetry {
                 "Events waiting for a sink.",
                 &["sink"],
             )?,
-            event_log_dropped: register(
+            sink_oldest_age: register(
+                &registry,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "wasmon_sink_oldest_undelivered_age_seconds",
+                        "Age of the oldest event a sink has yet to acknowledge (0 when none waits).",
+                    ),
+                    &["sink"],
+                )?,
+            )?,
+            sink_dead_letters: counter_vec(
+                &registry,
+                "wasmon_sink_dead_letters_total",
+                "Events written to a sink's dead-letter store, by reason (permanent).",
+                &["sink", "reason"],
+            )?,
+            sink_dead_letters_dropped: counter_vec(
+                &registry,
+                "wasmon_sink_dead_letters_dropped_total",
+                "Dead-lettered events dropped because the sink's dead-letter store was full.",
+                &["sink"],
+            )?,
+            sink_retry_after: counter_vec(
+                &registry,
+                "wasmon_sink_retry_after_waits_total",
+                "Sink retries that waited for the target's Retry-After.",
+                &["sink"],
+            )?,
+            event_log_dropped: counter_vec(
+                &registry,
+                "wasmon_event_log_dropped_total",
+                "Events the event log lost before a sink read them, by sink and reason (retention, full).",
+                &["sink", "reason"],
+            )?,
+            event_log_corrupt: register(
                 &registry,
                 prometheus::IntCounter::new(
-                    "wasmon_event_log_dropped_total",
-                    "Events dropped from the event log before every sink read them.",
+                    "wasmon_event_log_corrupt_records_total",
+                    "Damaged event log records skipped at recovery.",
+                )?,
+            )?,
+            event_log_bytes: register(
+                &registry,
+                prometheus::IntGauge::new(
+                    "wasmon_event_log_bytes",
+                    "Bytes of the event log's segments on disk.",
                 )?,
             )?,
             rule_evaluations: counter_vec(
@@ -241,6 +313,30 @@ impl Telemetry {
                 "wasmon_rule_evaluations_total",
                 "Rule evaluations by result (ok, error, fault).",
                 &["rule", "result"],
+            )?,
+            rule_shadow_up: gauge_vec(
+                &registry,
+                "wasmon_rule_shadow_up",
+                "Whether a rule's shadow version has a live instance (1) or is crashed or failed (0).",
+                &["rule"],
+            )?,
+            rule_shadow_evaluations: counter_vec(
+                &registry,
+                "wasmon_rule_shadow_evaluations_total",
+                "Shadow rule evaluations by result (ok, error, fault).",
+                &["rule", "result"],
+            )?,
+            rule_shadow_faults: counter_vec(
+                &registry,
+                "wasmon_rule_shadow_faults_total",
+                "Shadow rule faults by reason; the serving version is unaffected.",
+                &["rule", "reason"],
+            )?,
+            rule_shadow_diff: counter_vec(
+                &registry,
+                "wasmon_rule_shadow_diff_total",
+                "Alerts entering a shadow's diff by kind (only_shadow, only_serving, different), each counted once per kind.",
+                &["rule", "kind"],
             )?,
             alerts_dropped: counter_vec(
                 &registry,
@@ -358,6 +454,17 @@ impl Telemetry {
         Ok(t)
     }
 
+    /// Events the event log lost before a sink read them, all sinks and reasons.
+    pub fn event_log_dropped_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.event_log_dropped
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().value() as u64)
+            .sum()
+    }
+
     /// Forgets every series of a plugin that was unloaded.
     pub fn forget_plugin(&self, plugin: &str, kind: &str) {
         let _ = self.plugin_up.remove_label_values(&[plugin, kind]);
@@ -366,6 +473,7 @@ impl Telemetry {
         }
         let _ = self.plugin_timeout.remove_label_values(&[plugin]);
         let _ = self.sink_backlog.remove_label_values(&[plugin]);
+        let _ = self.sink_oldest_age.remove_label_values(&[plugin]);
     }
 }
 

@@ -3,7 +3,8 @@
 //! with no console error, lists the plugins the host loaded, draws history
 //! charts with data (GPU too, over the fake NVML), shows a hot reload without
 //! a page refresh, and reloads a plugin with the admin token (and shows the
-//! refusal without it); stops and starts one through the supervisor.
+//! refusal without it); stops and starts one through the supervisor; shows
+//! a rule's page with its shadow diff and a backtest timeline.
 //! Screenshots (laptop and phone) are saved to `target/test-artifacts/`.
 //! Without a browser the headers of the page and assets are checked too.
 
@@ -358,6 +359,67 @@ fn a_gpu_chart_appears_with_a_gpu_and_shows_each_device() {
     });
     let series = browser.js("return document.querySelector('[data-chart=\"gpu\"]').dataset.series");
     assert_eq!(series, "2", "one line per device");
+    let log = browser.log();
+    assert!(errors(&log).is_empty(), "console errors: {log:#?}");
+}
+
+#[test]
+fn a_rules_page_shows_its_shadow_diff_and_a_backtest_timeline() {
+    // The shadow warns at 0 on the counter too, under another name: only it
+    // raises `shadow_only`, so the diff has an entry.
+    let shadow = RULE.replace("collected_high", "shadow_only");
+    let host = Host::start(
+        HostOptions::new(BIN)
+            .config(&format!(
+                "[sampling]\ninterval = \"500ms\"\n[store]\nhistory_resolution = \"1s\"\n[gpu]\nenabled = false\n[server]\nadmin_token = \"{TOKEN}\"\n"
+            ))
+            .plugin("counter", guests::GUEST_COUNTER)
+            .manifest("counter", "interval = \"300ms\"\n")
+            .plugin("cpu_rule", guests::RULE_THRESHOLD)
+            .manifest("cpu_rule", RULE)
+            .manifest("cpu_rule.shadow", &shadow),
+    );
+    host.wait_ready(WAIT);
+    let browser = Browser::open(1280, 900);
+    browser.dashboard(&host);
+    wait_until(WAIT, || {
+        (browser.generation("cpu_rule") == Some(1)).then_some(())
+    });
+    // The rule's name opens its page.
+    browser.click("#plugins a[data-rule=cpu_rule]");
+    wait_until(WAIT, || {
+        (browser.js("return document.querySelectorAll('#rule-diff tr[data-kind]').length") != 0)
+            .then_some(())
+    });
+    let diff = browser.js("return document.querySelector('#rule-diff tbody').textContent");
+    assert!(
+        diff.as_str().is_some_and(|t| t.contains("shadow_only")),
+        "{diff}"
+    );
+    let line = browser.js("return document.querySelector('#rule-shadow').textContent");
+    assert!(
+        line.as_str().is_some_and(|t| t.contains("running")),
+        "{line}"
+    );
+
+    // A backtest (admin) fills the timeline.
+    browser.type_into("#token", TOKEN);
+    browser.click("#token-save");
+    wait_until(WAIT, || {
+        (browser.js("return document.querySelector('#rule-backtest').hidden") == json!(false))
+            .then_some(())
+    });
+    browser.click("#rule-backtest");
+    wait_until(WAIT, || {
+        (browser.js("return document.querySelectorAll('#rule-timeline tr[data-state]').length")
+            != 0)
+            .then_some(())
+    });
+    let info = browser.js("return document.querySelector('#rule-backtest-info').textContent");
+    assert!(
+        info.as_str().is_some_and(|t| t.contains("shadow")),
+        "{info}"
+    );
     let log = browser.log();
     assert!(errors(&log).is_empty(), "console errors: {log:#?}");
 }

@@ -303,37 +303,63 @@ fn control_characters_and_bad_counters_never_reach_metrics() {
 
 #[test]
 fn the_sink_backlog_counts_only_what_the_event_log_holds() {
+    // A 256 KiB log that drops its oldest segments when full, while the sink
+    // never acknowledges: what the log dropped is no longer in the backlog.
     let host = Host::start(
         HostOptions::new(BIN)
-            .config("[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"1s\"\n")
+            .config(
+                "[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"1s\"\n\
+                 [storage]\nmax_bytes = \"256KiB\"\nwhen_full = \"drop_oldest\"\n",
+            )
             .plugin("stuck", guests::GUEST_SINK_RECORDER)
             .manifest("stuck", "[config]\nfail_first = 1000000000\n"),
     );
     host.wait_ready(WAIT);
-    // 110 000 events into a log that keeps 100 000, while the sink never acknowledges.
-    let batch = json!({"events": (0..1000)
+    host.wait_for_log("plugins loaded", WAIT);
+    // One batch larger than the whole log can never fit: 413, not a 503 to retry.
+    let huge = json!({"events": (0..1000)
+        .map(|i| json!({"service": "flood", "event_type": "note", "detail": format!("event {i} {}", "x".repeat(400))}))
+        .collect::<Vec<_>>()});
+    let (status, body) = host.post_json("/v1/events/batch", &huge);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body.contains("storage.max_bytes"), "{body}");
+    // Batches of 100 (~30 KB): each fits a segment; the log rolls and drops.
+    let batch = json!({"events": (0..100)
         .map(|i| json!({"service": "flood", "event_type": "note", "detail": format!("event {i}")}))
         .collect::<Vec<_>>()});
-    for _ in 0..110 {
+    for _ in 0..300 {
         let (status, body) = host.post_json("/v1/events/batch", &batch);
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let health = host.wait_until(WAIT, || {
         let health = host.get_json("/v1/health");
-        (as_u64(&health["events_logged"]) >= 110_000).then_some(health)
+        (as_u64(&health["events_logged"]) >= 30_000).then_some(health)
     });
     let backlog = as_u64(&health["sinks"][0]["backlog"]);
+    let dropped = metric(
+        &host,
+        "wasmon_event_log_dropped_total",
+        &[("sink", "stuck"), ("reason", "full")],
+    )
+    .unwrap_or(0.0) as u64;
     assert!(
-        (99_000..=100_000).contains(&backlog),
-        "backlog {backlog} in {health}"
+        dropped > 0,
+        "nothing dropped from a full 256 KiB log: {health}"
     );
-    let dropped = metric(&host, "wasmon_event_log_dropped_total", &[]).unwrap();
-    assert!(dropped >= 10_000.0, "{dropped}");
+    assert!(
+        backlog < 30_000,
+        "backlog {backlog} counts dropped events: {health}"
+    );
+    assert_eq!(
+        backlog + dropped,
+        30_000,
+        "every event is either waiting or counted as dropped: {health}"
+    );
     let gauge = host.wait_until(WAIT, || {
-        metric(&host, "wasmon_sink_backlog_events", &[("sink", "stuck")]).filter(|g| *g >= 99_000.0)
+        metric(&host, "wasmon_sink_backlog_events", &[("sink", "stuck")]).filter(|g| *g > 0.0)
     });
     assert!(
-        gauge <= 100_000.0,
-        "the gauge counts evicted events: {gauge}"
+        gauge <= 30_000.0 - dropped as f64,
+        "the gauge counts dropped events: {gauge}"
     );
 }

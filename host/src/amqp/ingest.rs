@@ -13,7 +13,8 @@
 
 use super::{ConsumerSpec, Handler, HandlerError, Message, spawn_consumer};
 use crate::config::{AmqpIngestConfig, Config};
-use crate::ingest::{Ingest, IngestError};
+use crate::events::AppendError;
+use crate::ingest::{Ingest, IngestError, RecordError};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
 use anyhow::Result;
@@ -56,8 +57,10 @@ impl IngestHandler {
         tracing::warn!(route = %self.route, reason, %detail, "amqp message refused; dead-lettered");
     }
 
-    /// Records one body: the decision, without the transport.
-    pub fn record(&self, body: &[u8]) -> Result<(), HandlerError> {
+    /// Records one body: the decision, without the transport. Resolves once
+    /// the events are durable, so the message is acked only then; an event
+    /// log that cannot take them (full, a write error) requeues it.
+    pub async fn record(&self, body: &[u8]) -> Result<(), HandlerError> {
         self.bytes.inc_by(body.len() as u64);
         if body.len() > self.max_body_bytes {
             let detail = format!(
@@ -68,16 +71,29 @@ impl IngestHandler {
             self.refuse("body_too_large", &detail);
             return Err(HandlerError::Reject(detail));
         }
-        match self.ingest.record_message(body) {
+        match self.ingest.record_message(body).await {
             Ok(_) => Ok(()),
-            Err(error @ IngestError::TooManyServices(_)) => {
+            // Larger than the whole log: a redelivery cannot fit either.
+            Err(RecordError::Log(error @ AppendError::TooLarge { .. })) => {
+                let detail = error.to_string();
+                self.refuse("log_too_large", &detail);
+                Err(HandlerError::Reject(detail))
+            }
+            Err(RecordError::Log(error)) => {
+                self.telemetry
+                    .ingest_rejected
+                    .with_label_values(&[&self.route, "log_unavailable"])
+                    .inc();
+                Err(HandlerError::Retry(error.to_string()))
+            }
+            Err(RecordError::Refused(error @ IngestError::TooManyServices(_))) => {
                 self.telemetry
                     .ingest_rejected
                     .with_label_values(&[&self.route, error.reason()])
                     .inc();
                 Err(HandlerError::Retry(error.to_string()))
             }
-            Err(error) => {
+            Err(RecordError::Refused(error)) => {
                 let detail = error.to_string();
                 self.refuse(error.reason(), &detail);
                 Err(HandlerError::Reject(detail))
@@ -88,7 +104,7 @@ impl IngestHandler {
 
 impl Handler for IngestHandler {
     async fn handle(&self, message: &Message) -> Result<(), HandlerError> {
-        self.record(&message.body)
+        self.record(&message.body).await
     }
 }
 

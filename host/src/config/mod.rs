@@ -15,6 +15,8 @@ mod operations;
 mod plugins;
 mod sampling;
 mod server;
+mod sinks;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +25,8 @@ pub use operations::{PrometheusConfig, SnapshotsConfig};
 pub use plugins::{AlertsConfig, Compiler, PluginDefaults, PluginLimits, PluginsConfig};
 pub use sampling::{GpuConfig, GpuEnabled, SamplingConfig, StoreConfig};
 pub use server::{HeartbeatConfig, IngestConfig, LogConfig, LogFormat, ServerConfig};
+pub use sinks::SinksConfig;
+pub use storage::{Durability, StorageConfig, WhenFull};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -54,6 +58,10 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     /// The Prometheus server `/api/system/monitoring/*` asks (seed 004).
     pub prometheus: PrometheusConfig,
+    /// Delivery to sink plugins: lag, `Retry-After`, dead letters.
+    pub sinks: SinksConfig,
+    /// The data directory and the durable event log.
+    pub storage: StorageConfig,
 }
 
 /// Environment variables with names of their own, and the key each sets.
@@ -125,6 +133,13 @@ impl Config {
                 *cache = base.join(&*cache);
             }
         }
+        // `server.data_dir` (deprecated, one release) still works when
+        // `storage.data_dir` is left at its default.
+        if let Some(old) = &config.server.data_dir
+            && config.storage.data_dir == StorageConfig::default().data_dir
+        {
+            config.storage.data_dir = old.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -153,6 +168,7 @@ impl Config {
                 self.server.ws_metrics_interval,
             ),
             ("ingest.service_ttl", self.ingest.service_ttl),
+            ("alerts.backtest.timeout", self.alerts.backtest.timeout),
         ] {
             if value.is_zero() {
                 bail!("invalid value for `{key}`: must be greater than zero");
@@ -174,6 +190,11 @@ impl Config {
                 "alerts.max_alerts_per_rule",
                 self.alerts.max_alerts_per_rule,
             ),
+            (
+                "alerts.backtest.max_points",
+                self.alerts.backtest.max_points,
+            ),
+            ("alerts.backtest.max_steps", self.alerts.backtest.max_steps),
         ] {
             if value == 0 {
                 bail!("invalid value for `{key}`: must be greater than zero");
@@ -188,6 +209,13 @@ impl Config {
         }
         self.gpu.validate()?;
         self.prometheus.validate()?;
+        self.sinks.validate()?;
+        self.storage.validate()?;
+        if self.ingest.idempotency_max_keys == 0 || self.ingest.idempotency_window.is_zero() {
+            bail!(
+                "invalid value for `ingest.idempotency_window`/`ingest.idempotency_max_keys`: must be greater than zero"
+            );
+        }
         Ok(())
     }
 }

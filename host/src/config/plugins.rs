@@ -278,6 +278,8 @@ pub struct AlertsConfig {
     /// `max_alerts` may lower it, never raise it. New conditions beyond are
     /// dropped and counted (`wasmon_alerts_dropped_total{rule}`).
     pub max_alerts_per_rule: usize,
+    /// Bounds of `POST /api/plugins/{name}/backtest`.
+    pub backtest: BacktestConfig,
 }
 
 impl Default for AlertsConfig {
@@ -286,6 +288,31 @@ impl Default for AlertsConfig {
             keep_resolved: Duration::from_secs(900),
             max_resolved: 1000,
             max_alerts_per_rule: 1000,
+            backtest: BacktestConfig::default(),
+        }
+    }
+}
+
+/// Bounds of a backtest (`[alerts.backtest]`): a rule version replayed over
+/// the store's history, one evaluation per step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestConfig {
+    /// The whole replay's deadline; the answer is partial (`complete` false) past it.
+    #[serde(with = "units::duration")]
+    pub timeout: Duration,
+    /// Most history points (series × buckets) one backtest copies; more is a 400.
+    pub max_points: usize,
+    /// Most steps (`window / step`) one backtest evaluates; more is a 400.
+    pub max_steps: usize,
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        BacktestConfig {
+            timeout: Duration::from_secs(60),
+            max_points: 2_000_000,
+            max_steps: 10_000,
         }
     }
 }

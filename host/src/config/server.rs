@@ -56,11 +56,9 @@ pub struct ServerConfig {
     /// the series it selected.
     #[serde(with = "units::duration")]
     pub ws_metrics_interval: Duration,
-    /// Where the host keeps what must survive a restart (the plugins an
-    /// operator stopped); created at start. Relative paths are relative to
-    /// the working directory (`WASMON_SERVER__DATA_DIR`; the systemd unit
-    /// uses `/var/lib/wasmon`).
-    pub data_dir: std::path::PathBuf,
+    /// Deprecated (moved to `storage.data_dir`; read for one release, with a
+    /// warning, when `storage.data_dir` is left at its default).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -80,7 +78,7 @@ impl Default for ServerConfig {
             ws_ping_interval: Duration::from_secs(15),
             ws_idle_timeout: Duration::from_secs(45),
             ws_metrics_interval: Duration::from_secs(1),
-            data_dir: std::path::PathBuf::from("data"),
+            data_dir: None,
         }
     }
 }
@@ -170,6 +168,12 @@ pub struct IngestConfig {
     /// `[[ingest.amqp]]`: queues whose messages are recorded like the
     /// bodies of the HTTP ingestion routes (none by default).
     pub amqp: Vec<super::AmqpIngestConfig>,
+    /// How long an `idempotency_key` is remembered: the same key again
+    /// within it is answered with the original event's id, not recorded.
+    #[serde(with = "units::duration")]
+    pub idempotency_window: Duration,
+    /// Most keys remembered (the oldest are forgotten first).
+    pub idempotency_max_keys: usize,
 }
 
 impl Default for IngestConfig {
@@ -185,6 +189,8 @@ impl Default for IngestConfig {
             max_event_bytes: ByteSize(64 * 1024),
             service_ttl: Duration::from_secs(24 * 3600),
             amqp: Vec::new(),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            idempotency_max_keys: 1_000_000,
         }
     }
 }

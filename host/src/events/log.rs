@@ -1,125 +1,393 @@
-//! The event log: a bounded, sequence-numbered ring of events with one
-//! acknowledged cursor per sink.
+//! The event log: sequence-numbered events bound for sinks, with one
+//! acknowledged cursor per sink. Durable when opened on a directory
+//! ([`EventLog::open`]: segments on disk, group commit, persisted cursors,
+//! retention, recovery); in memory only with [`EventLog::new`] (tests,
+//! benchmarks), where the oldest events fall off past its capacity.
 
+use super::keys::Keys;
+use super::segments::{self, Segment};
+use super::writer::{Job, Queue};
 use crate::model::Event;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
 
-/// Events bound for sinks, in order, each with a sequence number.
-pub struct EventLog {
-    inner: Mutex<Ring>,
-    end: watch::Sender<u64>,
-    dropped: Option<prometheus::IntCounter>,
-    /// Where recorded events are published live (`event.recorded`).
-    live: crate::live::Live,
+/// Why a durable append failed; nothing of it is recorded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AppendError {
+    /// The log holds `storage.max_bytes` and `storage.when_full = "reject"`.
+    #[error(
+        "the event log is full (storage.max_bytes) and no sink has passed its oldest segment; retry later"
+    )]
+    Full {
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
+    /// One append is larger than the whole log could ever hold: retrying
+    /// cannot help (split the batch, or raise `storage.max_bytes`).
+    #[error(
+        "these events take {bytes} bytes, more than the whole event log holds (storage.max_bytes = {max_bytes}); send smaller batches"
+    )]
+    TooLarge {
+        /// The append's size on disk.
+        bytes: u64,
+        /// `storage.max_bytes`.
+        max_bytes: u64,
+    },
+    /// Writing or syncing failed (a full disk, an I/O error).
+    #[error("the event log could not write: {0}")]
+    Io(String),
+    /// The log is shutting down.
+    #[error("the event log is closed")]
+    Closed,
 }
 
-struct Ring {
-    events: VecDeque<Arc<Event>>,
-    /// Sequence number of `events[0]`.
-    first: u64,
-    capacity: usize,
-    /// What `events` hold, by [`Event::approx_bytes`].
-    bytes: usize,
-    max_bytes: usize,
-    cursors: HashMap<String, u64>,
+/// The metrics the log keeps.
+#[derive(Clone, Default)]
+pub struct LogMetrics {
+    /// `wasmon_event_log_dropped_total{sink,reason}`.
+    pub dropped: Option<prometheus::IntCounterVec>,
+    /// `wasmon_event_log_corrupt_records_total`.
+    pub corrupt: Option<prometheus::IntCounter>,
+    /// `wasmon_event_log_bytes`.
+    pub bytes: Option<prometheus::IntGauge>,
 }
 
-impl Ring {
-    fn end(&self) -> u64 {
-        self.first + self.events.len() as u64
+impl LogMetrics {
+    /// Counts `n` events a sink lost, for `reason` (`retention`, `full`).
+    pub(super) fn dropped(&self, sink: &str, reason: &str, n: u64) {
+        if n > 0
+            && let Some(counter) = &self.dropped
+        {
+            counter.with_label_values(&[sink, reason]).inc_by(n);
+        }
     }
 }
 
-impl EventLog {
-    /// A log that keeps at most `capacity` events.
-    pub fn new(capacity: usize) -> Self {
-        let (end, _) = watch::channel(0);
-        EventLog {
-            inner: Mutex::new(Ring {
-                events: VecDeque::new(),
-                first: 0,
-                capacity: capacity.max(1),
-                bytes: 0,
-                max_bytes: usize::MAX,
-                cursors: HashMap::new(),
-            }),
-            end,
-            dropped: None,
-            // A bus of its own that no one listens on, until `with_live`.
-            live: crate::live::Live::new(1),
+/// How a durable log behaves, from `[storage]`.
+#[derive(Debug, Clone)]
+pub(super) struct Disk {
+    pub dir: std::path::PathBuf,
+    pub fsync: bool,
+    pub max_bytes: u64,
+    pub max_age_ms: u64,
+    pub drop_oldest: bool,
+    pub segment_bytes: u64,
+}
+
+/// What readers and the writer share, under one lock.
+pub(super) struct State {
+    /// The newest events, in order (sequence numbers may have gaps).
+    pub tail: VecDeque<(u64, Arc<Event>)>,
+    pub tail_bytes: usize,
+    pub capacity: usize,
+    pub max_tail_bytes: usize,
+    /// One past the newest published sequence number.
+    pub end: u64,
+    /// The segments on disk, oldest first (durable logs only).
+    pub segments: Vec<Segment>,
+    pub disk_bytes: u64,
+    pub disk_events: u64,
+    pub cursors: HashMap<String, u64>,
+    pub cursors_dirty: bool,
+    /// The sinks loaded since start: only their cursors hold segments back
+    /// (a cursor read back from disk for a sink that is gone would hold
+    /// the log forever).
+    pub registered: std::collections::HashSet<String>,
+    pub durable: bool,
+}
+
+impl State {
+    /// The oldest sequence number still kept.
+    pub fn first(&self) -> u64 {
+        if self.durable {
+            self.segments
+                .iter()
+                .find(|s| s.last.is_some())
+                .map_or(self.end, |s| s.first)
+        } else {
+            self.tail.front().map_or(self.end, |(s, _)| *s)
         }
     }
 
-    /// Also evicts the oldest events while all of them hold more than
-    /// `max_bytes` (approximately; the newest event always stays).
+    /// Adds a published event to the in-memory tail; in memory-only logs,
+    /// what falls off is lost and counted per sink.
+    pub fn push_tail(&mut self, seq: u64, event: Arc<Event>, metrics: &LogMetrics) {
+        self.tail_bytes += event.approx_bytes();
+        self.tail.push_back((seq, event));
+        self.end = self.end.max(seq + 1);
+        while self.tail.len() > self.capacity
+            || (self.tail_bytes > self.max_tail_bytes && self.tail.len() > 1)
+        {
+            let Some((evicted, old)) = self.tail.pop_front() else {
+                break;
+            };
+            self.tail_bytes = self.tail_bytes.saturating_sub(old.approx_bytes());
+            if !self.durable {
+                for (sink, &c) in &self.cursors {
+                    if c <= evicted {
+                        metrics.dropped(sink, "retention", 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lowest cursor of any sink loaded since start (`u64::MAX` with none).
+    pub fn min_cursor(&self) -> u64 {
+        self.cursors
+            .iter()
+            .filter(|(sink, _)| self.registered.contains(*sink))
+            .map(|(_, c)| *c)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
+pub(super) struct Shared {
+    pub state: Mutex<State>,
+    pub end: watch::Sender<u64>,
+    pub live: crate::live::Live,
+    pub metrics: LogMetrics,
+    pub keys: Mutex<Keys>,
+    pub next_seq: AtomicU64,
+    pub disk: Option<Disk>,
+    pub queue: Mutex<Queue>,
+    pub wake: Condvar,
+}
+
+impl Shared {
+    /// Publishes written events: the tail, the end, live subscribers.
+    pub fn publish(&self, events: &[(u64, Arc<Event>)]) {
+        if events.is_empty() {
+            return;
+        }
+        let end = {
+            let mut state = self.state.lock();
+            for (seq, event) in events {
+                state.push_tail(*seq, event.clone(), &self.metrics);
+            }
+            state.end
+        };
+        for (_, event) in events {
+            self.live.recorded(event);
+        }
+        self.end.send_replace(end);
+    }
+}
+
+/// Events bound for sinks, in order, each with a sequence number.
+pub struct EventLog {
+    pub(super) shared: Arc<Shared>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Bytes the in-memory tail holds at most, by [`Event::approx_bytes`].
+const TAIL_BYTES: usize = 64 * 1024 * 1024;
+
+impl EventLog {
+    /// A log in memory only that keeps at most `capacity` events.
+    pub fn new(capacity: usize) -> Self {
+        Self::build(
+            capacity,
+            None,
+            LogMetrics::default(),
+            Keys::new(u64::MAX, 1_000_000),
+        )
+    }
+
+    pub(super) fn build(
+        capacity: usize,
+        disk: Option<Disk>,
+        metrics: LogMetrics,
+        keys: Keys,
+    ) -> Self {
+        let (end, _) = watch::channel(0);
+        EventLog {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    tail: VecDeque::new(),
+                    tail_bytes: 0,
+                    capacity: capacity.max(1),
+                    max_tail_bytes: TAIL_BYTES,
+                    end: 0,
+                    segments: Vec::new(),
+                    disk_bytes: 0,
+                    disk_events: 0,
+                    cursors: HashMap::new(),
+                    cursors_dirty: false,
+                    registered: Default::default(),
+                    durable: disk.is_some(),
+                }),
+                end,
+                // A bus of its own that no one listens on, until `with_live`.
+                live: crate::live::Live::new(1),
+                metrics,
+                keys: Mutex::new(keys),
+                next_seq: AtomicU64::new(0),
+                disk,
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+            }),
+            writer: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn set_writer(&self, handle: std::thread::JoinHandle<()>) {
+        *self.writer.lock() = Some(handle);
+    }
+
+    /// Also evicts the oldest events from memory while all of them hold
+    /// more than `max_bytes` (approximately; the newest event always stays).
     pub fn with_max_bytes(self, max_bytes: usize) -> Self {
-        self.inner.lock().max_bytes = max_bytes;
+        self.shared.state.lock().max_tail_bytes = max_bytes;
         self
     }
 
-    /// Counts events evicted before every sink read them in `counter`.
-    pub fn with_drop_counter(mut self, counter: prometheus::IntCounter) -> Self {
-        self.dropped = Some(counter);
+    /// Counts events lost before every sink read them in `counter`
+    /// (labels `sink`, `reason`).
+    pub fn with_drop_counter(mut self, counter: prometheus::IntCounterVec) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.metrics.dropped = Some(counter);
+        }
         self
     }
 
     /// Publishes every recorded event on `live`, the bus the rest of the host
     /// reaches through [`live`](Self::live).
     pub fn with_live(mut self, live: crate::live::Live) -> Self {
-        self.live = live;
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.live = live;
+        }
         self
     }
 
     /// The live event bus.
     pub fn live(&self) -> &crate::live::Live {
-        &self.live
+        &self.shared.live
     }
 
-    /// Appends one event; returns its sequence number.
+    /// Appends one event without waiting for it to be durable; returns its
+    /// sequence number.
     pub fn append(&self, event: Event) -> u64 {
         self.append_all([event]).saturating_sub(1)
     }
 
-    /// Appends events in order under one lock, waking readers once; returns
-    /// the sequence number the next event will get.
+    /// Appends events in order without waiting for them to be durable
+    /// (alert changes, service transitions); returns the sequence number the
+    /// next event will get. A durable log writes them with the next group
+    /// commit; should that fail, they are lost and counted (`full`).
     pub fn append_all(&self, events: impl IntoIterator<Item = Event>) -> u64 {
-        let mut ring = self.inner.lock();
-        let mut dropped = 0;
-        for event in events {
-            ring.bytes += event.approx_bytes();
-            let event = Arc::new(event);
-            self.live.recorded(&event);
-            ring.events.push_back(event);
-            while ring.events.len() > ring.capacity
-                || (ring.bytes > ring.max_bytes && ring.events.len() > 1)
-            {
-                let evicted = ring.first;
-                if let Some(old) = ring.events.pop_front() {
-                    ring.bytes = ring.bytes.saturating_sub(old.approx_bytes());
-                }
-                ring.first += 1;
-                if ring.cursors.values().any(|&c| c <= evicted) {
-                    dropped += 1;
-                }
-            }
-        }
-        let end = ring.end();
-        drop(ring);
-        if dropped > 0
-            && let Some(counter) = &self.dropped
-        {
-            counter.inc_by(dropped);
-        }
-        self.end.send_replace(end);
-        end
+        let events: Vec<(Event, Option<String>)> = events.into_iter().map(|e| (e, None)).collect();
+        let (next, _) = self.enqueue(events, None);
+        next
     }
 
-    /// The newest events that `filter` accepts among the last `window` kept,
-    /// newest first: `limit` of them after skipping `offset`, and how many
-    /// matched in all.
+    /// Appends events and resolves once they are durable (on disk, synced
+    /// per `storage.durability`), or with why none of them is recorded.
+    pub async fn append_durable(&self, events: Vec<Event>) -> Result<u64, AppendError> {
+        self.append_durable_keyed(events.into_iter().map(|e| (e, None)).collect())
+            .await
+    }
+
+    /// [`append_durable`](Self::append_durable), storing each event's
+    /// idempotency key with it (recovery rebuilds the keys from them).
+    pub async fn append_durable_keyed(
+        &self,
+        events: Vec<(Event, Option<String>)>,
+    ) -> Result<u64, AppendError> {
+        if self.shared.disk.is_none() {
+            let (next, _) = self.enqueue(events, None);
+            return Ok(next);
+        }
+        let (tx, rx) = oneshot::channel();
+        let (next, _) = self.enqueue(events, Some(tx));
+        match rx.await {
+            Ok(Ok(())) => Ok(next),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(AppendError::Closed),
+        }
+    }
+
+    /// Numbers `events` and publishes them (memory) or queues them for the
+    /// writer (durable). Returns the next sequence number.
+    fn enqueue(
+        &self,
+        events: Vec<(Event, Option<String>)>,
+        waiter: Option<oneshot::Sender<Result<(), AppendError>>>,
+    ) -> (u64, ()) {
+        let shared = &self.shared;
+        let n = events.len() as u64;
+        if shared.disk.is_none() {
+            let published: Vec<_>;
+            let next = {
+                // Numbered under the lock, so the tail stays in order.
+                let mut state = shared.state.lock();
+                let first = shared.next_seq.fetch_add(n, Ordering::Relaxed);
+                published = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (e, _))| (first + i as u64, Arc::new(e)))
+                    .collect();
+                for (seq, event) in &published {
+                    state.push_tail(*seq, event.clone(), &shared.metrics);
+                }
+                first + n
+            };
+            for (_, event) in &published {
+                shared.live.recorded(event);
+            }
+            shared.end.send_replace(next);
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Ok(()));
+            }
+            return (next, ());
+        }
+        if n == 0 {
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Ok(()));
+            }
+            return (shared.next_seq.load(Ordering::Relaxed), ());
+        }
+        let first = shared.next_seq.fetch_add(n, Ordering::Relaxed);
+        // Encoded by the caller, so concurrent appends serialise in parallel.
+        let job = Job::new(first, events, waiter);
+        {
+            let mut queue = shared.queue.lock();
+            if queue.closing {
+                drop(queue);
+                job.finish(Err(AppendError::Closed), shared);
+                return (first + n, ());
+            }
+            queue.jobs.push(job);
+        }
+        shared.wake.notify_one();
+        (first + n, ())
+    }
+
+    /// The id an `idempotency_key` was recorded as within
+    /// `ingest.idempotency_window`, or `None` after claiming it for `id`
+    /// (call [`release_key`](Self::release_key) if the append fails).
+    pub fn claim_key(&self, key: &str, id: &str, now_ms: u64) -> Option<String> {
+        let mut keys = self.shared.keys.lock();
+        if let Some(original) = keys.get(key, now_ms) {
+            return Some(original.to_string());
+        }
+        keys.insert(key.to_string(), id.to_string(), now_ms);
+        None
+    }
+
+    /// Forgets a claim whose event was not recorded.
+    pub fn release_key(&self, key: &str, id: &str) {
+        self.shared.keys.lock().remove(key, id);
+    }
+
+    /// The newest events that `filter` accepts among the last `window` kept
+    /// in memory, newest first: `limit` of them after skipping `offset`, and
+    /// how many matched in all.
     pub fn recent(
         &self,
         window: usize,
@@ -127,10 +395,10 @@ impl EventLog {
         limit: usize,
         filter: impl Fn(&Event) -> bool,
     ) -> (Vec<Arc<Event>>, usize) {
-        let ring = self.inner.lock();
+        let state = self.shared.state.lock();
         let mut matched = 0;
         let mut page = Vec::with_capacity(limit.min(1024));
-        for event in ring.events.iter().rev().take(window) {
+        for (_, event) in state.tail.iter().rev().take(window) {
             if !filter(event) {
                 continue;
             }
@@ -142,32 +410,54 @@ impl EventLog {
         (page, matched)
     }
 
-    /// The sequence number the next event will get.
+    /// The sequence number after the newest event recorded.
     pub fn end(&self) -> u64 {
-        self.inner.lock().end()
+        self.shared.state.lock().end
     }
 
-    /// Up to `max` events from sequence number `from` on, and how many events
-    /// between `from` and the oldest one kept were already evicted.
+    /// Up to `max` events from sequence number `from` on, and how many
+    /// sequence numbers between `from` and the oldest event kept are gone.
+    /// Recent events come from memory, older ones from the segments.
     pub fn read(&self, from: u64, max: usize) -> (Vec<(u64, Arc<Event>)>, u64) {
-        let ring = self.inner.lock();
-        let skipped = ring.first.saturating_sub(from);
-        let start = from.max(ring.first);
-        let offset = usize::try_from(start - ring.first).unwrap_or(usize::MAX);
-        let events = ring
-            .events
-            .iter()
-            .skip(offset)
-            .take(max)
-            .enumerate()
-            .map(|(i, e)| (start + i as u64, e.clone()))
-            .collect();
-        (events, skipped)
+        let mut out = Vec::new();
+        let (skipped, older) = {
+            let state = self.shared.state.lock();
+            let first = state.first();
+            let skipped = first.saturating_sub(from);
+            let start = from.max(first);
+            let in_tail = !state.durable
+                || start >= state.end
+                || state.tail.front().is_some_and(|(s, _)| *s <= start);
+            if in_tail || max == 0 {
+                let i = state.tail.partition_point(|(s, _)| *s < start);
+                out.extend(state.tail.iter().skip(i).take(max).cloned());
+                return (out, skipped);
+            }
+            let older: Vec<Segment> = state
+                .segments
+                .iter()
+                .filter(|s| s.last.is_some_and(|l| l >= start))
+                .take(4)
+                .map(|s| Segment {
+                    index: s.index.clone(),
+                    ..s.clone()
+                })
+                .collect();
+            (skipped, (start, older))
+        };
+        let (start, older) = older;
+        for segment in &older {
+            segments::read(segment, start, max, &mut out);
+            if out.len() >= max {
+                break;
+            }
+        }
+        (out, skipped)
     }
 
     /// Resolves when the log's end changes; gives the new end.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.end.subscribe()
+        self.shared.end.subscribe()
     }
 
     /// A sink's cursor: the next sequence number it has not acknowledged. A
@@ -179,138 +469,82 @@ impl EventLog {
     /// Like [`cursor`](Self::cursor), but a sink seen for the first time starts
     /// at `first` (capped at the end): `0` gives it everything still kept.
     pub fn cursor_or(&self, sink: &str, first: u64) -> u64 {
-        let mut ring = self.inner.lock();
-        let start = first.min(ring.end());
-        *ring.cursors.entry(sink.to_string()).or_insert(start)
+        let mut state = self.shared.state.lock();
+        if !state.registered.contains(sink) {
+            state.registered.insert(sink.to_string());
+        }
+        if let Some(&c) = state.cursors.get(sink) {
+            return c;
+        }
+        let start = first.min(state.end);
+        state.cursors.insert(sink.to_string(), start);
+        state.cursors_dirty = true;
+        start
     }
 
-    /// Moves a sink's cursor forward to `next`.
+    /// Moves a sink's cursor forward to `next` (persisted within
+    /// 100 ms; a cursor that lags on disk only means redelivery).
     pub fn ack(&self, sink: &str, next: u64) {
-        let mut ring = self.inner.lock();
-        let cursor = ring.cursors.entry(sink.to_string()).or_insert(next);
-        *cursor = (*cursor).max(next);
+        let mut state = self.shared.state.lock();
+        let cursor = state.cursors.entry(sink.to_string()).or_insert(0);
+        if next > *cursor {
+            *cursor = next;
+            state.cursors_dirty = true;
+        }
     }
 
     /// Forgets a sink that was removed.
     pub fn forget(&self, sink: &str) {
-        self.inner.lock().cursors.remove(sink);
+        let mut state = self.shared.state.lock();
+        state.cursors.remove(sink);
+        state.registered.remove(sink);
+        state.cursors_dirty = true;
     }
 
-    /// Events a sink has yet to acknowledge that the log still holds: from its
-    /// cursor, or from the oldest event kept when the ones after its cursor
-    /// were already evicted (those are lost, counted in the drop counter, and
-    /// no longer waiting). Never more than the log holds.
+    /// Events a sink has yet to acknowledge that the log still holds (in
+    /// sequence numbers): from its cursor, or from the oldest event kept.
     pub fn backlog(&self, sink: &str) -> u64 {
-        let ring = self.inner.lock();
-        ring.cursors
+        let state = self.shared.state.lock();
+        let first = state.first();
+        state
+            .cursors
             .get(sink)
-            .map_or(0, |&c| ring.end().saturating_sub(c.max(ring.first)))
+            .map_or(0, |&c| state.end.saturating_sub(c.max(first)))
     }
 
-    /// Events the log holds now.
+    /// Events the log holds now (on disk for a durable log).
     pub fn len(&self) -> usize {
-        self.inner.lock().events.len()
+        let state = self.shared.state.lock();
+        if state.durable {
+            usize::try_from(state.disk_events).unwrap_or(usize::MAX)
+        } else {
+            state.tail.len()
+        }
     }
 
     /// Whether the log holds no event.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes of the segments on disk (0 in memory).
+    pub fn disk_bytes(&self) -> u64 {
+        self.shared.state.lock().disk_bytes
+    }
+
+    /// Writes what is queued, syncs, persists the cursors and stops the
+    /// writer; appends after this fail with [`AppendError::Closed`].
+    pub fn close(&self) {
+        self.shared.queue.lock().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(n: u64) -> Event {
-        Event::new(format!("test.{n}"), "test")
-    }
-
-    #[test]
-    fn cursors_start_at_the_end_and_advance_on_ack() {
-        let log = EventLog::new(10);
-        log.append(event(0));
-        assert_eq!(log.cursor("s"), 1);
-        log.append(event(1));
-        log.append(event(2));
-        let (batch, skipped) = log.read(log.cursor("s"), 10);
-        assert_eq!(skipped, 0);
-        assert_eq!(
-            batch.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        assert_eq!(log.backlog("s"), 2);
-        log.ack("s", 3);
-        assert_eq!(log.backlog("s"), 0);
-        log.ack("s", 2);
-        assert_eq!(log.cursor("s"), 3, "a cursor never moves back");
-    }
-
-    #[test]
-    fn eviction_is_counted_only_when_a_sink_had_not_read() {
-        let counter = prometheus::IntCounter::new("t", "t").unwrap();
-        let log = EventLog::new(2).with_drop_counter(counter.clone());
-        for n in 0..5 {
-            log.append(event(n));
-        }
-        assert_eq!(counter.get(), 0, "no sink, nothing lost");
-        assert_eq!(log.cursor("s"), 5);
-        for n in 5..9 {
-            log.append(event(n));
-        }
-        assert_eq!(counter.get(), 2);
-        let (batch, skipped) = log.read(5, 10);
-        assert_eq!(skipped, 2);
-        assert_eq!(batch.len(), 2);
-        assert_eq!(batch[0].0, 7);
-    }
-
-    #[test]
-    fn backlog_never_counts_evicted_events() {
-        let log = EventLog::new(100);
-        assert_eq!(log.cursor_or("s", 0), 0);
-        assert!(log.is_empty());
-        log.append_all((0..1000).map(event));
-        assert_eq!(log.len(), 100);
-        assert_eq!(log.backlog("s"), 100, "only what the log still holds");
-        log.ack("s", 950);
-        assert_eq!(log.backlog("s"), 50);
-        log.ack("s", 1000);
-        assert_eq!(log.backlog("s"), 0);
-        assert_eq!(log.backlog("unknown"), 0);
-    }
-
-    #[test]
-    fn the_log_is_bounded_by_bytes_too() {
-        let one = event(0).approx_bytes();
-        let log = EventLog::new(100).with_max_bytes(one * 5 + one / 2);
-        log.append_all((0..20).map(event));
-        let (kept, _) = log.read(0, 100);
-        assert_eq!(kept.len(), 5);
-        assert_eq!(kept[0].0, 15);
-        let huge = EventLog::new(100).with_max_bytes(1);
-        huge.append(event(1));
-        assert_eq!(huge.read(0, 10).0.len(), 1, "the newest event always stays");
-    }
-
-    #[test]
-    fn recent_pages_newest_first() {
-        let log = EventLog::new(100);
-        assert_eq!(log.append_all((0..10).map(event)), 10);
-        let even = |e: &Event| {
-            e.event_type
-                .trim_start_matches("test.")
-                .parse::<u64>()
-                .unwrap()
-                % 2
-                == 0
-        };
-        let (page, total) = log.recent(100, 1, 2, even);
-        assert_eq!(total, 5);
-        let types: Vec<_> = page.iter().map(|e| e.event_type.as_str()).collect();
-        assert_eq!(types, ["test.6", "test.4"]);
-        let (page, total) = log.recent(3, 0, 10, |_| true);
-        assert_eq!((page.len(), total), (3, 3), "only the window is searched");
-        assert_eq!(log.append(event(10)), 10);
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -215,7 +215,7 @@ fn etag(slot: usize, asset: &Asset) -> HeaderValue {
             .chain(ASSETS)
             .map(|a| {
                 let digest = Sha256::digest(a.body);
-                let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+                let hex = hex::encode(&digest[..12]);
                 HeaderValue::from_str(&format!("\"{hex}\""))
                     .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
             })

@@ -16,8 +16,15 @@
 //! `server.max_body_bytes` (413) that arrives within `server.body_read_timeout`
 //! (408), UTF-8 JSON without duplicate keys at any depth (400) nested at most
 //! `ingest.max_json_depth` deep (400). Bad fields are 422, an oversized batch
-//! 413, a service beyond `ingest.max_services` 429. Every refusal is
-//! `{"detail": "..."}` and counted in `wasmon_ingest_rejected_total{route,reason}`.
+//! 413, a service beyond `ingest.max_services` 429, an event log that cannot
+//! take the events (full, a write error) 503 with `Retry-After`, events larger
+//! than the whole log (`storage.max_bytes`) 413. Every refusal
+//! is `{"detail": "..."}` and counted in `wasmon_ingest_rejected_total{route,reason}`.
+//! An event route answers `2xx` only once its events are durable
+//! (`storage.durability`); a repeated `idempotency_key` answers `2xx` with the
+//! original id and `"duplicate": true`.
+
+mod views;
 
 use super::auth::check_bearer;
 use super::error::ApiError;
@@ -27,7 +34,8 @@ use super::openapi::ingest::{
     SidecarAck, SidecarHealth, SinkHealth,
 };
 use super::openapi::tag;
-use crate::ingest::{IngestError, Receipt, payload};
+use crate::events::AppendError;
+use crate::ingest::{IngestError, Receipt, RecordError, payload};
 use crate::model::Event;
 use crate::plugins::{PluginKind, Status};
 use crate::state::AppState;
@@ -63,16 +71,16 @@ pub(super) fn routes(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(batch))
         .routes(routes!(sdk_batch));
     let admin = OpenApiRouter::new()
-        .routes(routes!(forget_service))
+        .routes(routes!(views::forget_service))
         .route_layer(middleware::from_fn_with_state(
             state,
             super::auth::require_admin,
         ));
     OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(list_services))
-        .routes(routes!(get_service))
-        .routes(routes!(list_events))
+        .routes(routes!(views::health))
+        .routes(routes!(views::list_services))
+        .routes(routes!(views::get_service))
+        .routes(routes!(views::list_events))
         .merge(ingest)
         .merge(admin)
 }
@@ -81,6 +89,20 @@ pub(super) fn routes(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
 struct Rejection {
     reason: &'static str,
     error: ApiError,
+    /// Seconds for `Retry-After` (a 503).
+    retry_after: Option<u64>,
+}
+
+impl Rejection {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
+    }
 }
 
 impl From<IngestError> for Rejection {
@@ -94,6 +116,32 @@ impl From<IngestError> for Rejection {
         Rejection {
             reason: error.reason(),
             error: ApiError::new(status, error.to_string()),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<RecordError> for Rejection {
+    fn from(error: RecordError) -> Self {
+        let error = match error {
+            RecordError::Refused(error) => return error.into(),
+            RecordError::Log(error) => error,
+        };
+        // 503s may succeed later (`Retry-After`); a 413 never will.
+        let (status, reason, retry_after) = match &error {
+            AppendError::Full { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_full",
+                Some(retry_after.as_secs().max(1)),
+            ),
+            AppendError::Io(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_write", Some(1)),
+            AppendError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "log_closed", Some(1)),
+            AppendError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "log_too_large", None),
+        };
+        Rejection {
+            reason,
+            error: ApiError::new(status, error.to_string()),
+            retry_after,
         }
     }
 }
@@ -112,7 +160,7 @@ async fn ingest(
     state: Arc<AppState>,
     route: &'static str,
     request: Request,
-    handle: impl FnOnce(&AppState, Bytes) -> Result<Response, IngestError>,
+    handle: impl AsyncFnOnce(&AppState, Bytes) -> Result<Response, RecordError>,
 ) -> Response {
     // `ingest.token`, when set, guards every ingestion `POST`; checked before the body is read.
     if let Err(error) = check_bearer(&request, state.config.ingest.token.as_deref()) {
@@ -120,12 +168,12 @@ async fn ingest(
         return error.into_response();
     }
     let result = match read_json_body(&state, route, request).await {
-        Ok(body) => handle(&state, body).map_err(Rejection::from),
+        Ok(body) => handle(&state, body).await.map_err(Rejection::from),
         Err(rejection) => Err(rejection),
     };
     result.unwrap_or_else(|rejection| {
         count_rejection(&state, route, rejection.reason);
-        rejection.error.into_response()
+        rejection.into_response()
     })
 }
 
@@ -142,6 +190,7 @@ async fn read_json_body(
         return Err(Rejection {
             reason: "unsupported_media_type",
             error: ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail),
+            retry_after: None,
         });
     }
     let limit = state.config.server.max_body_bytes.as_usize();
@@ -153,6 +202,7 @@ async fn read_json_body(
                 "request body {size}exceeds the limit of {limit} bytes (server.max_body_bytes)"
             ),
         ),
+        retry_after: None,
     };
     let declared = request
         .headers()
@@ -175,6 +225,7 @@ async fn read_json_body(
                 Rejection {
                     reason: "body_timeout",
                     error: ApiError::new(StatusCode::REQUEST_TIMEOUT, error.to_string()),
+                    retry_after: None,
                 }
             } else {
                 Rejection {
@@ -182,6 +233,7 @@ async fn read_json_body(
                     error: ApiError::bad_request(format!(
                         "failed to read the request body: {error}"
                     )),
+                    retry_after: None,
                 }
             }
         })?
@@ -228,7 +280,7 @@ fn check_json_content_type(value: Option<&str>) -> Result<(), String> {
     )
 )]
 async fn heartbeat(State(state): AppRef, request: Request) -> Response {
-    ingest(state, "/heartbeat", request, |state, body| {
+    ingest(state, "/heartbeat", request, async |state, body| {
         let heartbeat = payload::heartbeat(&body, state.ingest.limits())?;
         let response = Json(HeartbeatAck {
             status: "ok",
@@ -256,14 +308,15 @@ async fn heartbeat(State(state): AppRef, request: Request) -> Response {
     )
 )]
 async fn event(State(state): AppRef, request: Request) -> Response {
-    ingest(state, "/events", request, |state, body| {
+    ingest(state, "/events", request, async |state, body| {
         let parsed = payload::event(&body, state.ingest.limits())?;
-        let receipt = state.ingest.record(vec![parsed])?;
-        let (id, time) = single(receipt);
+        let receipt = state.ingest.record(vec![parsed]).await?;
+        let (id, time, duplicate) = single(receipt);
         Ok(Json(EventAck {
             status: "ok",
             id,
             time,
+            duplicate,
         })
         .into_response())
     })
@@ -306,11 +359,17 @@ async fn sdk_event(State(state): AppRef, request: Request) -> Response {
 }
 
 async fn one_event(state: Arc<AppState>, request: Request) -> Response {
-    ingest(state, "/v1/event", request, |state, body| {
+    ingest(state, "/v1/event", request, async |state, body| {
         let parsed = payload::any_event(&body, state.ingest.limits())?;
-        let receipt = state.ingest.record(vec![parsed])?;
-        let (id, time) = single(receipt);
-        Ok(Json(SidecarAck { ok: true, id, time }).into_response())
+        let receipt = state.ingest.record(vec![parsed]).await?;
+        let (id, time, duplicate) = single(receipt);
+        Ok(Json(SidecarAck {
+            ok: true,
+            id,
+            time,
+            duplicate,
+        })
+        .into_response())
     })
     .await
 }
@@ -351,241 +410,32 @@ async fn sdk_batch(State(state): AppRef, request: Request) -> Response {
 }
 
 async fn many_events(state: Arc<AppState>, request: Request) -> Response {
-    ingest(state, "/v1/events/batch", request, |state, body| {
+    ingest(state, "/v1/events/batch", request, async |state, body| {
         let parsed = payload::batch(&body, state.ingest.limits())?;
-        let receipt = state.ingest.record(parsed)?;
+        let receipt = state.ingest.record(parsed).await?;
+        let duplicates = (receipt.duplicates.iter().enumerate())
+            .filter_map(|(i, d)| d.then_some(i))
+            .collect();
         Ok(Json(BatchAck {
             ok: true,
             total: receipt.ids.len(),
             ids: receipt.ids,
             time: crate::time::rfc3339(receipt.time_ms),
+            duplicates,
         })
         .into_response())
     })
     .await
 }
 
-fn single(receipt: Receipt) -> (String, String) {
+fn single(receipt: Receipt) -> (String, String, bool) {
     let time = crate::time::rfc3339(receipt.time_ms);
-    (receipt.ids.into_iter().next().unwrap_or_default(), time)
-}
-
-/// Seed 002's sidecar health: `ok`, or `degraded` while a sink plugin is not
-/// running; each sink with its backlog.
-#[utoipa::path(
-    get,
-    path = "/v1/health",
-    tag = tag::SYSTEM,
-    summary = "Seed 002's sidecar health",
-    description = "`ok`, or `degraded` while a sink plugin is not running; each sink with its backlog, and the services by state. Always 200.",
-    responses((status = 200, description = "The sidecar's health", body = SidecarHealth))
-)]
-async fn health(State(state): AppRef) -> Json<SidecarHealth> {
-    let sinks: Vec<_> = state
-        .plugins
-        .list()
-        .into_iter()
-        .filter(|p| p.kind == Some(PluginKind::Sink))
-        .map(|p| SinkHealth {
-            backlog: state.events.backlog(&p.name),
-            healthy: p.status == Status::Running,
-            name: p.name,
-            status: p.status,
-            last_error: p.last_error,
-        })
-        .collect();
-    let degraded = sinks.iter().any(|s| !s.healthy);
-    let (total, up, down) = {
-        let services = state.ingest.services();
-        let up = services.iter().filter(|(_, s)| s.up == Some(true)).count();
-        let down = services.iter().filter(|(_, s)| s.up == Some(false)).count();
-        (services.len(), up, down)
-    };
-    let now = crate::time::now_ms();
-    Json(SidecarHealth {
-        status: if degraded { "degraded" } else { "ok" },
-        service: "wasmon",
-        version: env!("CARGO_PKG_VERSION"),
-        ready: state.plugins.is_ready(),
-        uptime_seconds: now.saturating_sub(state.started_ms) as f64 / 1000.0,
-        events_logged: state.events.end(),
-        services: ServiceCounts { total, up, down },
-        sinks,
-        timestamp: crate::time::rfc3339(now),
-    })
-}
-
-/// `GET /api/services`.
-#[utoipa::path(
-    get,
-    path = "/api/services",
-    tag = tag::SERVICES,
-    summary = "The service table",
-    description = "Each service: `status` (`up`, `down`, `unknown` when known from events only), last seen, phase, down since, heartbeats, events by type.",
-    responses((status = 200, description = "Every service", body = ServiceList))
-)]
-async fn list_services(State(state): AppRef) -> Json<ServiceList> {
-    let now = crate::time::now_ms();
-    let views: Vec<_> = {
-        let services = state.ingest.services();
-        services
-            .iter()
-            .map(|(name, s)| ServiceView::new(name, s, now))
-            .collect()
-    };
-    let up = views.iter().filter(|v| v.status == "up").count();
-    let down = views.iter().filter(|v| v.status == "down").count();
-    Json(ServiceList {
-        total: views.len(),
-        services: views,
-        up,
-        down,
-    })
-}
-
-fn checked_service(name: &str) -> Result<(), ApiError> {
-    payload::check_name("service", name).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-/// `GET /api/services/{name}`.
-#[utoipa::path(
-    get,
-    path = "/api/services/{name}",
-    tag = tag::SERVICES,
-    summary = "One service",
-    params(("name" = String, Path, description = "The service's name (1 to 128 bytes, no control characters)", min_length = 1, max_length = 128)),
-    responses(
-        (status = 200, description = "The service", body = ServiceView),
-        (status = 400, description = "Invalid name", body = ApiError),
-        (status = 404, description = "No such service", body = ApiError),
+    let duplicate = receipt.duplicates.first().copied().unwrap_or(false);
+    (
+        receipt.ids.into_iter().next().unwrap_or_default(),
+        time,
+        duplicate,
     )
-)]
-async fn get_service(State(state): AppRef, Path(name): Path<String>) -> Result<Response, ApiError> {
-    checked_service(&name)?;
-    let view = state
-        .ingest
-        .services()
-        .get(&name)
-        .map(|service| ServiceView::new(&name, service, crate::time::now_ms()))
-        .ok_or_else(|| ApiError::not_found(format!("service {name:?} not found")))?;
-    Ok(Json(view).into_response())
-}
-
-/// `DELETE /api/services/{name}`.
-#[utoipa::path(
-    delete,
-    path = "/api/services/{name}",
-    tag = tag::SERVICES,
-    summary = "Forget a decommissioned service",
-    description = "Removes it from the table and from `/metrics`; a later heartbeat brings it back.",
-    params(("name" = String, Path, description = "The service's name (1 to 128 bytes, no control characters)", min_length = 1, max_length = 128)),
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "Forgotten", body = Forgotten),
-        (status = 400, description = "Invalid name", body = ApiError),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
-        (status = 404, description = "No such service", body = ApiError),
-    )
-)]
-async fn forget_service(
-    State(state): AppRef,
-    Path(name): Path<String>,
-) -> Result<Json<Forgotten>, ApiError> {
-    checked_service(&name)?;
-    if state.ingest.forget(&name) {
-        tracing::info!(service = %name, "service forgotten");
-        Ok(Json(Forgotten {
-            success: true,
-            message: format!("service {name:?} forgotten"),
-        }))
-    } else {
-        Err(ApiError::not_found(format!("service {name:?} not found")))
-    }
-}
-
-/// `GET /api/events` parameters.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct EventsQuery {
-    /// Only this service's events.
-    service: Option<String>,
-    /// Only this event type; `prefix*` matches a prefix (`service.*`).
-    event_type: Option<String>,
-    /// Only events recorded by this source (`ingest`, `heartbeat`, `rule`).
-    source: Option<String>,
-    /// Only this severity or worse (`ok`, `warning`, `critical`).
-    severity: Option<crate::model::Severity>,
-    /// Page size, 1 to 1000 (100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
-    /// Matching events to skip, newest first (0).
-    #[param(minimum = 0)]
-    offset: Option<usize>,
-}
-
-/// `GET /api/events`.
-#[utoipa::path(
-    get,
-    path = "/api/events",
-    tag = tag::SERVICES,
-    summary = "Recent events, newest first, filtered and paginated",
-    description = "From the last `ingest.recent_events` events. Unknown parameters are refused.",
-    params(EventsQuery),
-    responses(
-        (status = 200, description = "One page", body = EventsPage),
-        (status = 400, description = "A bad or unknown parameter, or a limit out of range", body = ApiError),
-    )
-)]
-async fn list_events(
-    State(state): AppRef,
-    query: Result<Query<EventsQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit: must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
-    let offset = query.offset.unwrap_or(0);
-    let type_matches = |t: &str| match query.event_type.as_deref() {
-        None => true,
-        Some(pattern) => match pattern.strip_suffix('*') {
-            Some(prefix) => t.starts_with(prefix),
-            None => t == pattern,
-        },
-    };
-    let filter = |e: &Event| {
-        query
-            .service
-            .as_deref()
-            .is_none_or(|s| e.service.as_deref() == Some(s))
-            && type_matches(&e.event_type)
-            && query.source.as_deref().is_none_or(|s| e.source == s)
-            && query.severity.is_none_or(|s| e.severity >= s)
-    };
-    let (page, total) =
-        state
-            .events
-            .recent(state.config.ingest.recent_events, offset, limit, filter);
-    let events: Vec<_> = page
-        .iter()
-        .map(|e| EventView {
-            event: e,
-            time: crate::time::rfc3339(e.time_ms),
-        })
-        .collect();
-    let has_more = offset + events.len() < total;
-    Ok(Json(EventsPage {
-        events,
-        total,
-        offset,
-        limit,
-        has_more,
-    })
-    .into_response())
 }
 
 #[cfg(test)]

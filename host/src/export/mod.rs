@@ -18,6 +18,8 @@ pub mod prometheus;
 mod rest;
 mod samplers;
 pub mod server;
+mod shadow;
+mod sinks;
 mod supervisor;
 mod system;
 mod ws;
@@ -44,6 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(health::routes())
         .merge(breakers::routes(state.clone()))
         .merge(supervisor::routes(state.clone()))
+        .merge(shadow::routes(state.clone()))
+        .merge(sinks::routes(state.clone()))
         .merge(ws::routes(state.clone()))
         .merge(openapi::routes())
         .merge(dashboard::routes())

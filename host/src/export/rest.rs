@@ -445,7 +445,7 @@ async fn plugin_state(
         .map(|(key, value)| {
             let value = match String::from_utf8(value) {
                 Ok(text) => serde_json::Value::String(text),
-                Err(e) => serde_json::json!({ "hex": e.into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+                Err(e) => serde_json::json!({ "hex": hex::encode(e.into_bytes()) }),
             };
             (key, value)
         })

@@ -56,6 +56,8 @@ pub enum ComponentKind {
     Plugin,
     /// A plugin's data source, behind its circuit breaker.
     DataSource,
+    /// A sink behind by more than `sinks.lag_degraded` (never critical).
+    Sink,
 }
 
 impl ComponentKind {
@@ -64,6 +66,7 @@ impl ComponentKind {
             ComponentKind::Sampler => "sampler",
             ComponentKind::Plugin => "plugin",
             ComponentKind::DataSource => "data source",
+            ComponentKind::Sink => "sink",
         }
     }
 }

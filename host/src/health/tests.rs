@@ -61,6 +61,7 @@ fn report(
         breakers,
         events: (0, 0),
         sinks: BTreeMap::new(),
+        lag_degraded: std::time::Duration::from_secs(300),
         now_ms: 1_000,
     })
 }
@@ -169,6 +170,7 @@ fn disabled_samplers_and_loading_plugins_are_not_down() {
         breakers: vec![],
         events: (5, 2),
         sinks: BTreeMap::new(),
+        lag_degraded: std::time::Duration::from_secs(300),
         now_ms: 0,
     });
     assert_eq!(r.status, Overall::Healthy);
@@ -197,10 +199,45 @@ fn a_sink_shows_its_backlog_and_lag_and_counts_once() {
         breakers: vec![],
         events: (10, 0),
         sinks: [("out".to_string(), (4, Some(7_500)))].into(),
+        lag_degraded: std::time::Duration::from_secs(300),
         now_ms: 10_000,
     });
     assert_eq!(r.down.len(), 1);
     assert_eq!(r.sinks[0].backlog_events, 4);
     assert!((r.sinks[0].lag_seconds - 2.5).abs() < 1e-9);
     assert_eq!(r.sinks[0].status, ComponentStatus::Unhealthy);
+}
+
+#[test]
+fn a_running_sink_behind_by_more_than_lag_degraded_degrades_the_host() {
+    let mut sink = plugin("out", Status::Running, true);
+    sink.kind = Some(PluginKind::Sink);
+    let sampling = SamplingConfig::default();
+    let gpu = GpuConfig::default();
+    let inputs = |now_ms| Inputs {
+        sampling: &sampling,
+        gpu: &gpu,
+        samplers: vec![],
+        plugins: vec![sink.clone()],
+        plugins_loaded: true,
+        breakers: vec![],
+        events: (10, 0),
+        sinks: [("out".to_string(), (4, Some(1_000)))].into(),
+        lag_degraded: std::time::Duration::from_secs(60),
+        now_ms,
+    };
+    assert_eq!(assess(inputs(30_000)).status, Overall::Healthy);
+    let r = assess(inputs(62_000));
+    assert_eq!(
+        r.status,
+        Overall::Degraded,
+        "not unhealthy, though critical"
+    );
+    assert_eq!(r.down.len(), 1);
+    assert_eq!(r.down[0].kind, ComponentKind::Sink);
+    assert!(
+        r.down[0].reason.contains("behind by 61s"),
+        "{}",
+        r.down[0].reason
+    );
 }

@@ -2,15 +2,28 @@
 //! messages): a batch (a JSON array, or `{"events": [...]}`) goes through
 //! [`payload::batch`], anything else through [`payload::any_event`], so it
 //! is validated exactly as on the HTTP routes, with the same limits and errors.
+//!
+//! One more shape exists only here: a **forwarded event**, an event in the
+//! host's own JSON (what `GET /api/events` lists and `sink-amqp` publishes:
+//! an object with `id`, `time_ms`, `event_type` and `source`). It keeps its
+//! original `id`, `source`, severity, attributes and alert change, so a
+//! central host fed by edge hosts' `sink-amqp` records each event under the
+//! id the edge gave it (fan-in); its time becomes the time it is recorded.
+//! One without an `idempotency_key` attribute gets `forwarded:ID`, so an
+//! event the broker or the edge delivers twice is recorded once (within
+//! `ingest.idempotency_window`).
 
 use super::payload::{self, IngestError, Limits, Parsed};
-use super::{Ingest, Receipt};
+use super::{Ingest, Receipt, RecordError};
+use crate::model::Event;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 /// Parses `body` as one event (either shape) or a batch.
 pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
-    if is_batch(body) {
+    if is_forwarded(body) {
+        forwarded(body, limits).map(|parsed| vec![parsed])
+    } else if is_batch(body) {
         payload::batch(body, limits)
     } else {
         payload::any_event(body, limits).map(|parsed| vec![parsed])
@@ -35,11 +48,84 @@ fn is_batch(body: &[u8]) -> bool {
     }
 }
 
+/// Whether `body` is an object with `id`, `time_ms`, `event_type` and
+/// `source`: an event in the host's own shape.
+fn is_forwarded(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Peek {
+        id: Option<IgnoredAny>,
+        time_ms: Option<IgnoredAny>,
+        event_type: Option<IgnoredAny>,
+        source: Option<IgnoredAny>,
+    }
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<Peek>(body).is_ok_and(|p| {
+            p.id.is_some() && p.time_ms.is_some() && p.event_type.is_some() && p.source.is_some()
+        })
+}
+
+/// Most bytes of a forwarded event's id (a UUID is 36).
+const MAX_ID_BYTES: usize = 64;
+
+/// A forwarded event, checked like an ingested one: the same depth, size,
+/// name and text limits; an id of letters, digits and `-_.:`.
+fn forwarded(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
+    let text = payload::check_json(body, limits.max_depth)?.trim();
+    if text.len() > limits.max_event_bytes {
+        return Err(IngestError::Invalid(format!(
+            "event of {} bytes exceeds the limit of {} (ingest.max_event_bytes)",
+            text.len(),
+            limits.max_event_bytes
+        )));
+    }
+    let mut event: Event = serde_json::from_str(text)
+        .map_err(|e| IngestError::Invalid(format!("forwarded event: {e}")))?;
+    let id_ok = !event.id.is_empty()
+        && event.id.len() <= MAX_ID_BYTES
+        && event
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if !id_ok {
+        return Err(IngestError::Invalid(format!(
+            "id: {:?} is not an event id (1 to {MAX_ID_BYTES} letters, digits and - _ . :)",
+            event.id.chars().take(MAX_ID_BYTES).collect::<String>()
+        )));
+    }
+    payload::check_event_type(&event.event_type)?;
+    payload::check_name("source", &event.source)?;
+    if let Some(service) = &event.service {
+        payload::check_name("service", service)?;
+    }
+    if let Some(component) = &event.component {
+        payload::check_name("component", component)?;
+    }
+    if let Some(detail) = &event.detail {
+        payload::check_text("detail", detail, limits.max_detail_bytes)?;
+    }
+    // A redelivered event is recorded once: its id is its idempotency key
+    // unless the producer gave one (then that key already names it).
+    if event.attributes.top_level_str(IDEMPOTENCY_KEY).is_none() {
+        event.attributes.insert(
+            IDEMPOTENCY_KEY,
+            format!("{FORWARDED_KEY_PREFIX}{}", event.id),
+        );
+    }
+    let outcome = payload::task_outcome(&event.event_type);
+    Ok(Parsed { event, outcome })
+}
+
+/// The attribute ingest deduplicates on.
+const IDEMPOTENCY_KEY: &str = "idempotency_key";
+/// What a forwarded event without an idempotency key gets as one: `forwarded:ID`.
+const FORWARDED_KEY_PREFIX: &str = "forwarded:";
+
 impl Ingest {
-    /// Parses and records a raw body (see [`parse`]), all or nothing.
-    pub fn record_message(&self, body: &[u8]) -> Result<Receipt, IngestError> {
+    /// Parses and records a raw body (see [`parse`]), all or nothing;
+    /// resolves once it is durable.
+    pub async fn record_message(&self, body: &[u8]) -> Result<Receipt, RecordError> {
         let parsed = parse(body, self.limits())?;
-        self.record(parsed)
+        self.record(parsed).await
     }
 }
 
@@ -67,6 +153,41 @@ mod tests {
         assert_eq!(parse(array, &l).unwrap().len(), 2);
         let wrapped = br#" {"events":[{"service":"a","event_type":"x"}]}"#;
         assert_eq!(parse(wrapped, &l).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_forwarded_event_keeps_its_id() {
+        let l = Limits {
+            max_event_bytes: 2000,
+            ..limits()
+        };
+        let alert = br#"{"id":"0190-ab","time_ms":5,"event_type":"alert.firing","source":"rule","severity":"critical","alert":{"rule":"r","name":"n","labels":[["a","b"]],"severity":"critical","state":"firing","summary":"s","value":null,"active_since_ms":1}}"#;
+        let parsed = parse(alert, &l).unwrap();
+        assert_eq!(parsed[0].event.id, "0190-ab");
+        assert_eq!(parsed[0].event.source, "rule");
+        assert!(parsed[0].event.alert.is_some());
+        let plain = br#"{"id":"e1","time_ms":5,"event_type":"task.done","source":"ingest","service":"api","attributes":{"k":"v"}}"#;
+        let parsed = parse(plain, &l).unwrap();
+        assert_eq!(parsed[0].event.id, "e1");
+        assert_eq!(parsed[0].event.service.as_deref(), Some("api"));
+        assert_eq!(
+            parsed[0]
+                .event
+                .attributes
+                .top_level_str("idempotency_key")
+                .as_deref(),
+            Some("forwarded:e1")
+        );
+        let bad_id = br#"{"id":"a b","time_ms":5,"event_type":"x","source":"ingest"}"#;
+        assert!(parse(bad_id, &l).unwrap_err().to_string().contains("id:"));
+        let bad_type = br#"{"id":"a","time_ms":5,"event_type":"a*","source":"ingest"}"#;
+        assert_eq!(parse(bad_type, &l).unwrap_err().reason(), "invalid");
+        let bad_severity =
+            br#"{"id":"a","time_ms":5,"event_type":"x","source":"i","severity":"huge"}"#;
+        assert_eq!(parse(bad_severity, &l).unwrap_err().reason(), "invalid");
+        // Without `time_ms` and `source` it is a seed 000 event with a new id.
+        let simple = br#"{"id":"mine","service":"a","event_type":"x"}"#;
+        assert_ne!(parse(simple, &l).unwrap()[0].event.id, "mine");
     }
 
     #[test]

@@ -14,8 +14,19 @@
 //! [`EventLog`], where rule plugins read what arrived since their last
 //! evaluation and sink plugins read from their own cursor. A batch is
 //! validated whole before anything is recorded, so a rejected batch leaves no
-//! trace. This module knows nothing of HTTP: `export::ingest` maps
-//! [`IngestError`] to statuses.
+//! trace. [`Ingest::record`] resolves only once its events are durable
+//! (`storage.durability`), so a `2xx` means the event survives a crash;
+//! service transitions (`service.down`/`up`) are appended without waiting.
+//! Heartbeats update the service table only: they are state, not events
+//! (a heartbeat every few seconds per service would fill the log with
+//! nothing a sink needs; the transitions they cause are logged).
+//!
+//! An event carrying an `idempotency_key` (seed 002) already recorded within
+//! `ingest.idempotency_window` is not recorded again: the receipt gives the
+//! original id and marks it a duplicate. The keys live with the log (stored
+//! in its records, rebuilt at recovery), so this holds across restarts.
+//! This module knows nothing of HTTP: `export::ingest` maps
+//! [`RecordError`] to statuses.
 
 pub mod message;
 pub mod payload;
@@ -27,7 +38,7 @@ pub use services::{Service, Services, Transition};
 pub use watcher::spawn_watcher;
 
 use crate::config::{HeartbeatConfig, IngestConfig};
-use crate::events::EventLog;
+use crate::events::{AppendError, EventLog};
 use crate::model::{Event, ServiceState, Severity};
 use crate::telemetry::Telemetry;
 use parking_lot::{Mutex, MutexGuard};
@@ -46,10 +57,24 @@ pub struct Ingest {
 /// What a recorded event or batch got.
 #[derive(Debug, Clone)]
 pub struct Receipt {
-    /// The id of each event, in order.
+    /// The id of each event, in order (a duplicate's is the original's).
     pub ids: Vec<String>,
+    /// Whether each event was a duplicate of an `idempotency_key` already
+    /// recorded (and so not recorded again).
+    pub duplicates: Vec<bool>,
     /// Unix milliseconds the events were recorded at.
     pub time_ms: u64,
+}
+
+/// Why events were not recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordError {
+    /// The payload was refused (400, 413, 422, 429).
+    #[error(transparent)]
+    Refused(#[from] IngestError),
+    /// The event log could not take them (503).
+    #[error(transparent)]
+    Log(#[from] AppendError),
 }
 
 impl Ingest {
@@ -104,16 +129,31 @@ impl Ingest {
         Ok(())
     }
 
-    /// Records parsed events, all or none: the service cap is checked for the
-    /// whole batch before anything is counted or logged.
-    pub fn record(&self, parsed: Vec<Parsed>) -> Result<Receipt, IngestError> {
+    /// Records parsed events, all or none, and resolves once they are
+    /// durable: the service cap is checked for the whole batch before
+    /// anything is counted or logged. Events whose `idempotency_key` was
+    /// recorded within the window are not recorded again.
+    pub async fn record(&self, parsed: Vec<Parsed>) -> Result<Receipt, RecordError> {
         let now_ms = crate::time::now_ms();
+        let mut ids = Vec::with_capacity(parsed.len());
+        let mut duplicates = Vec::with_capacity(parsed.len());
+        let mut claimed = Vec::new();
+        let mut fresh = Vec::with_capacity(parsed.len());
         {
             let mut services = self.services.lock();
             let names = parsed.iter().filter_map(|p| p.event.service.as_deref());
             self.admit(&mut services, names, now_ms)?;
             let overflowed = services.overflowed;
-            for p in &parsed {
+            for mut p in parsed {
+                let key = idempotency_key(&p.event);
+                if let Some(key) = &key {
+                    if let Some(original) = self.events.claim_key(key, &p.event.id, now_ms) {
+                        ids.push(original);
+                        duplicates.push(true);
+                        continue;
+                    }
+                    claimed.push((key.clone(), p.event.id.clone()));
+                }
                 if let Some(service) = &p.event.service {
                     services.count_event(
                         service,
@@ -123,25 +163,30 @@ impl Ingest {
                         now_ms,
                     );
                 }
+                p.event.time_ms = now_ms;
+                ids.push(p.event.id.clone());
+                duplicates.push(false);
+                fresh.push((p.event, key));
             }
             self.telemetry
                 .ingest_label_overflow
                 .inc_by(services.overflowed - overflowed);
             self.telemetry.ingest_services.set(gauge(services.len()));
         }
+        let accepted = fresh.len() as u64;
+        if let Err(error) = self.events.append_durable_keyed(fresh).await {
+            for (key, id) in claimed {
+                self.events.release_key(&key, &id);
+            }
+            return Err(error.into());
+        }
         self.telemetry
             .ingest_accepted
             .with_label_values(&["event"])
-            .inc_by(parsed.len() as u64);
-        let mut ids = Vec::with_capacity(parsed.len());
-        let events = parsed.into_iter().map(|mut p| {
-            p.event.time_ms = now_ms;
-            ids.push(p.event.id.clone());
-            p.event
-        });
-        self.events.append_all(events);
+            .inc_by(accepted);
         Ok(Receipt {
             ids,
+            duplicates,
             time_ms: now_ms,
         })
     }
@@ -291,6 +336,14 @@ impl Ingest {
         self.telemetry.ingest_services.set(gauge(services.len()));
         removed
     }
+}
+
+/// A seed 002 event's `idempotency_key`, if it has a non-empty one.
+fn idempotency_key(event: &Event) -> Option<String> {
+    event
+        .attributes
+        .top_level_str("idempotency_key")
+        .filter(|k| !k.is_empty())
 }
 
 fn gauge(n: usize) -> i64 {

@@ -514,7 +514,7 @@ pub fn check_name(field: &str, name: &str) -> Result<(), IngestError> {
 
 /// Event types: like names, and `*` is not allowed (it is a pattern character
 /// in sink manifests).
-fn check_event_type(event_type: &str) -> Result<(), IngestError> {
+pub(crate) fn check_event_type(event_type: &str) -> Result<(), IngestError> {
     if event_type.len() > MAX_EVENT_TYPE_BYTES {
         return Err(IngestError::Invalid(format!(
             "event_type: {} bytes exceeds the limit of {MAX_EVENT_TYPE_BYTES}",
@@ -525,7 +525,7 @@ fn check_event_type(event_type: &str) -> Result<(), IngestError> {
 }
 
 /// Free text: at most `max` bytes, no control characters but tab and newline.
-fn check_text(field: &str, text: &str, max: usize) -> Result<(), IngestError> {
+pub(crate) fn check_text(field: &str, text: &str, max: usize) -> Result<(), IngestError> {
     if text.len() > max {
         return Err(IngestError::Invalid(format!(
             "{field}: {} bytes exceeds the limit of {max}",

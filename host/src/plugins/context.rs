@@ -128,17 +128,25 @@ impl PluginCtx {
     /// counted in `activity`.
     pub fn new(env: Arc<PluginEnv>, activity: Arc<super::activity::Activity>) -> Self {
         let mut wasi = WasiCtx::builder();
-        // No files, no environment, no sockets: capabilities come from our own interfaces.
+        // No environment; no files or sockets unless `[capabilities.files]`
+        // (a preopened directory) or `[capabilities.tcp]` (allow-listed
+        // connects) grants them; other capabilities are our own interfaces.
         wasi.stdout(env.output.clone())
             .stderr(env.output.clone())
             .allow_tcp(false)
             .allow_udp(false);
+        let mut call = CallState::idle();
+        if let Some(quota) = &env.capabilities.files {
+            quota.preopen(&mut wasi);
+            call.violation.quota = Some(quota.clone());
+        }
+        capabilities::tcp::configure(&env, &mut wasi, &call.violation);
         PluginCtx {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(env.manifest.memory_limit),
             env,
-            call: CallState::idle(),
+            call,
             activity,
         }
     }
@@ -159,21 +167,27 @@ pub struct CallState {
     /// When the call must be finished.
     pub deadline: Instant,
     /// The first capability violation seen during the call.
-    pub violation: Option<String>,
+    pub violation: Violation,
+    /// The longest `Retry-After` of a 429 or 503 answer the plugin received
+    /// through the `http` capability during the call (the sink loop waits
+    /// at least that long before it retries).
+    pub retry_after: Option<Duration>,
 }
 
 impl CallState {
     fn idle() -> Self {
         CallState {
             deadline: Instant::now(),
-            violation: None,
+            violation: Violation::default(),
+            retry_after: None,
         }
     }
 
     /// Starts a call that must be finished by `deadline`.
     pub fn start(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.violation = None;
+        self.violation.clear();
+        self.retry_after = None;
     }
 
     /// Time left before the deadline.
@@ -192,10 +206,44 @@ impl PluginCtx {
             .with_label_values(&[&*self.env.name, capability])
             .inc();
         tracing::warn!(plugin = %self.env.name, capability, reason = %why, "capability denied");
-        if self.call.violation.is_none() {
-            self.call.violation = Some(format!("{capability}: {why}"));
-        }
+        self.call.violation.record(format!("{capability}: {why}"));
         why
+    }
+}
+
+/// The call's violation slot, shared with the checks that run outside the
+/// guest's calls into our interfaces (the WASI socket check of
+/// `[capabilities.tcp]`): the first violation recorded wins. It also holds
+/// the `[capabilities.files]` cap, measured when the call ends.
+#[derive(Clone, Default, Debug)]
+pub struct Violation {
+    slot: Arc<Mutex<Option<String>>>,
+    quota: Option<capabilities::files::Quota>,
+}
+
+impl Violation {
+    /// Records `why` unless a violation was recorded first.
+    pub fn record(&self, why: String) {
+        let mut slot = self.slot.lock();
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+    }
+
+    /// Forgets what was recorded (a call starts).
+    pub fn clear(&self) {
+        self.slot.lock().take();
+    }
+
+    /// The violation of the call that just ended, if any, and clears the
+    /// slot: the first one recorded, else the files directory over its cap
+    /// (measured now, after the call; see `capabilities::files`).
+    pub fn take(&self) -> Option<String> {
+        let recorded = self.slot.lock().take();
+        recorded.or_else(|| {
+            let quota = self.quota.as_ref()?;
+            quota.check().err().map(|why| format!("files: {why}"))
+        })
     }
 }
 

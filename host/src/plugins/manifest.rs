@@ -18,6 +18,7 @@
 //! max_alerts = 100              # rules: most active alerts (at most [alerts] max_alerts_per_rule)
 //! events = ["alert.*"]          # sinks: which event types it receives
 //! batch_size = 100              # sinks
+//! tick = "30s"                   # sinks: deliver an empty batch after this long without events
 //! breaker_threshold = 5         # consecutive failures that open a source's circuit breaker
 //! breaker_backoff = "1s"        # first open period (jittered, doubles per failed trial)
 //! breaker_max_backoff = "60s"
@@ -38,6 +39,14 @@
 //! ca_file = "/etc/ssl/db-ca.pem"  # TLS verified against this CA (or `?sslmode=require`)
 //! [capabilities.sql.queries]
 //! active_chunks = "SELECT count(*) FROM chunks WHERE status = $1"
+//! [capabilities.files]          # one host directory, `/data` in the guest
+//! dir = "data/exports"
+//! max_bytes = "100MiB"
+//! [capabilities.tcp]            # outbound TCP to these pairs only
+//! connect = ["127.0.0.1:10051"]
+//! [capabilities.aws]            # the host signs requests with SigV4
+//! region = "eu-west-1"
+//! services = ["monitoring", "logs"]
 //! [config]
 //! targets = ["http://127.0.0.1:8080/health"]
 //! ```
@@ -130,6 +139,11 @@ pub struct Manifest {
     pub events: Vec<String>,
     /// Sinks: most events per `deliver` call.
     pub batch_size: usize,
+    /// Sinks: when no event was delivered for this long, `deliver` is called
+    /// with an empty batch, so a sink that holds state (firing alerts) can
+    /// re-send it. `None` (the default): never.
+    #[serde(with = "units::duration_opt")]
+    pub tick: Option<Duration>,
     /// The capabilities granted (`[capabilities.*]`), each `None` when not granted.
     pub capabilities: Grants,
     /// Most samples one call may return.
@@ -176,6 +190,8 @@ struct RawManifest {
     #[serde(default)]
     events: Vec<String>,
     batch_size: Option<usize>,
+    #[serde(default, with = "units::duration_opt")]
+    tick: Option<Duration>,
     max_samples_per_call: Option<usize>,
     state_quota: Option<ByteSize>,
     log_lines_per_second: Option<u32>,
@@ -218,6 +234,7 @@ impl Manifest {
             max_alerts: None,
             events: Vec::new(),
             batch_size: 100,
+            tick: None,
             capabilities: Grants::default(),
             max_samples_per_call: defaults.max_samples_per_call,
             state_quota: defaults.state_quota,
@@ -281,6 +298,7 @@ impl Manifest {
             max_alerts: raw.max_alerts,
             events: raw.events,
             batch_size: raw.batch_size.unwrap_or(100),
+            tick: raw.tick,
             capabilities,
             max_samples_per_call: raw
                 .max_samples_per_call
@@ -313,6 +331,9 @@ impl Manifest {
                 "invalid value for `memory_limit`: {} is below the minimum of {MIN_MEMORY}",
                 self.memory_limit
             );
+        }
+        if self.tick.is_some_and(|t| t < Duration::from_millis(100)) {
+            bail!("invalid value for `tick`: must be at least 100ms");
         }
         if !(1..=10_000).contains(&self.batch_size) {
             bail!("invalid value for `batch_size`: must be between 1 and 10000");

@@ -18,6 +18,8 @@
 //!   history, the persisted stopped set and the `plugin.*` live events.
 //! - `driver`: the per-kind loops; calls the supervisor on faults and restarts.
 //! - `activity`: calls in flight and the epoch ticker; `fault`: what a guest can do wrong.
+//! - `shadow`: a rule's shadow version (evaluated beside the serving one,
+//!   alerts to no sink), the alert diff, promote/rollback and backtests.
 //! - `watcher`: the directory watcher (notify, debounced).
 //! - `standalone`: one plugin outside the registry (`wasmon plugin check`, benchmarks).
 //!
@@ -38,6 +40,7 @@ pub mod manifest;
 mod registry;
 mod reload;
 mod runtime;
+mod shadow;
 mod standalone;
 mod state;
 mod supervisor;
@@ -52,5 +55,9 @@ pub use registry::{
 };
 pub use reload::LoadOutcome;
 pub use runtime::{CallError, engine_config};
+pub use shadow::{
+    AlertSide, BacktestLimits, BacktestReport, BacktestRequest, BacktestVersion, DiffEntry,
+    DiffKind, HistoryEntry, ShadowError, ShadowView,
+};
 pub use standalone::Standalone;
 pub use supervisor::{Action, Control, WorkerRecord, WorkerTimes};

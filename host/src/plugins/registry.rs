@@ -42,6 +42,8 @@ pub struct Deps {
     /// Where the host keeps what survives a restart (the stopped plugins);
     /// `None` keeps nothing.
     pub data_dir: Option<std::path::PathBuf>,
+    /// `[sinks]`: lag, `Retry-After`, dead-letter bounds.
+    pub sinks: crate::config::SinksConfig,
 }
 
 /// The plugin manager: a cheap, cloneable handle.
@@ -69,6 +71,8 @@ pub(super) struct Inner {
     pub(super) ready: AtomicBool,
     /// The plugins an operator stopped (persisted).
     pub(super) stopped: StoppedSet,
+    /// The sinks' dead-letter store (persisted).
+    pub(super) dead_letters: Arc<crate::events::DeadLetters>,
 }
 
 /// One loaded version of a plugin.
@@ -111,6 +115,8 @@ pub struct Slot {
     pub(super) source: Mutex<Option<SourceId>>,
     /// The generation the driver last ran, so a new one runs at once.
     last_run: AtomicU64,
+    /// A rule's shadow version, its load lock and the serving alert history.
+    pub(super) shadow: super::shadow::ShadowSlot,
 }
 
 impl Slot {
@@ -126,6 +132,7 @@ impl Slot {
             driver: Mutex::new(None),
             source: Mutex::new(None),
             last_run: AtomicU64::new(0),
+            shadow: super::shadow::ShadowSlot::default(),
         })
     }
 
@@ -301,6 +308,11 @@ impl Plugins {
         );
         let breakers = Arc::new(super::breaker::Breakers::new(deps.telemetry.clone()));
         let stopped = StoppedSet::load(deps.data_dir.as_deref())?;
+        let dead_letters = Arc::new(crate::events::DeadLetters::open(
+            deps.data_dir.as_deref(),
+            deps.sinks.dead_letter_max_batches,
+            deps.sinks.dead_letter_max_bytes.0,
+        )?);
         Ok(Plugins {
             inner: Arc::new(Inner {
                 runtime,
@@ -314,6 +326,7 @@ impl Plugins {
                 shutdown,
                 ready: AtomicBool::new(false),
                 stopped,
+                dead_letters,
             }),
         })
     }

@@ -15,14 +15,15 @@
 //! `init` hangs delays neither the others nor a file added meanwhile, and the
 //! host is ready once every plugin found at startup has loaded or failed.
 
-use super::context::{HostParts, PluginEnv};
+mod build;
+
+pub(super) use build::{BuildError, Target};
+
 use super::driver;
-use super::fault::Fault;
 use super::manifest::{Manifest, PluginKind};
 use super::registry::{Generation, Inner, LoadMemo, Plugins, Slot, valid_name};
-use super::runtime::CallError;
 use crate::store::SourceKind;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -61,14 +62,6 @@ pub enum LoadOutcome {
     },
 }
 
-/// What a failed build means for the slot.
-enum BuildError {
-    /// Bad input: nothing to retry until the files change.
-    Invalid(anyhow::Error),
-    /// `init` faulted: retry with backoff like any crash (when nothing else serves).
-    Fault(Box<Generation>, Fault),
-}
-
 impl Plugins {
     /// Loads every plugin in the directory, marks the host ready, and starts
     /// watching the directory (when `plugins.watch`).
@@ -86,6 +79,7 @@ impl Plugins {
             super::watcher::watch(dir)?.run(self.clone());
         }
         let outcomes = self.reload_all().await;
+        self.load_shadows().await;
         let loaded = outcomes
             .iter()
             .filter(|(_, o)| matches!(o, LoadOutcome::Loaded { .. }))
@@ -253,7 +247,7 @@ impl Inner {
                 );
             }
         };
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         let inputs = (sha256.clone(), manifest_text.clone());
         if !force && memo.inputs.as_ref() == Some(&inputs) {
             return LoadOutcome::Unchanged {
@@ -262,10 +256,17 @@ impl Inner {
         }
         memo.inputs = Some(inputs);
         let started = Instant::now();
+        let target = Target {
+            name: slot.name.clone(),
+            state: slot.state.clone(),
+            output: slot.output.clone(),
+            stopped: slot.is_stopped(),
+            compiled: &mut memo.compiled,
+            expect: None,
+        };
         match self
             .build(
-                slot,
-                memo,
+                target,
                 bytes,
                 sha256,
                 manifest_text.as_deref(),
@@ -275,6 +276,9 @@ impl Inner {
         {
             Ok(generation) => self.swap(slot, generation, started),
             Err(BuildError::Invalid(error)) => self.failed(slot, error),
+            Err(BuildError::WrongKind(kind)) => {
+                self.failed(slot, anyhow::anyhow!("unexpected {kind} world"))
+            }
             Err(BuildError::Fault(generation, fault)) => {
                 if slot.current().is_some() {
                     self.failed(slot, anyhow::anyhow!("init {fault}"))
@@ -297,90 +301,6 @@ impl Inner {
             .entry(name.to_string())
             .or_insert_with(|| Slot::new(name, self.stopped.contains(name)))
             .clone()
-    }
-
-    /// Everything before the swap; the new generation comes back with its
-    /// instance live, or crashed when `init` faulted.
-    async fn build(
-        self: &Arc<Self>,
-        slot: &Arc<Slot>,
-        memo: &mut LoadMemo,
-        bytes: Vec<u8>,
-        sha256: String,
-        manifest_text: Option<&str>,
-        manifest_path: &Path,
-    ) -> Result<Generation, BuildError> {
-        let invalid = BuildError::Invalid;
-        let (defaults, limits) = (&self.config.defaults, &self.config.limits);
-        let manifest = match manifest_text {
-            Some(text) => Manifest::parse_with_env(
-                text,
-                defaults,
-                limits,
-                &self.config.env_allow,
-                &manifest_path.display().to_string(),
-            )
-            .with_context(|| format!("invalid manifest {}", manifest_path.display()))
-            .map_err(invalid)?,
-            None => Manifest::defaults(defaults, limits),
-        };
-        let component = match &memo.compiled {
-            Some((hash, component)) if *hash == sha256 => component.clone(),
-            _ => {
-                let _permit = self.compile_permits.acquire().await.map_err(|e| {
-                    invalid(anyhow::anyhow!("the compile semaphore is closed: {e}"))
-                })?;
-                let inner = self.clone();
-                let component = tokio::task::spawn_blocking(move || inner.runtime.compile(&bytes))
-                    .await
-                    .map_err(|e| invalid(anyhow::anyhow!("the compile task failed: {e}")))?
-                    .map_err(invalid)?;
-                memo.compiled = Some((sha256.clone(), component.clone()));
-                component
-            }
-        };
-        let prepared = self.runtime.prepare(&component).map_err(invalid)?;
-        let kind = prepared.kind();
-        check_kind(&manifest, kind).map_err(invalid)?;
-        let env = Arc::new(PluginEnv::new(
-            slot.name.clone(),
-            kind.export(),
-            manifest.clone(),
-            slot.state.clone(),
-            HostParts {
-                shared: &self.capabilities,
-                breakers: &self.breakers,
-                telemetry: self.deps.telemetry.clone(),
-            },
-            slot.output.clone(),
-        ));
-        // A stopped plugin is not called, not even `init`: it gets its
-        // instance when it is started.
-        let instance = if slot.is_stopped() {
-            Ok(None)
-        } else {
-            self.runtime
-                .instantiate(&prepared, env.clone())
-                .await
-                .map(Some)
-        };
-        let generation = |instance| Generation {
-            number: 0,
-            sha256: sha256.clone(),
-            kind,
-            manifest: manifest.clone(),
-            prepared: prepared.clone(),
-            env: env.clone(),
-            instance: tokio::sync::Mutex::new(instance),
-            loaded_at_ms: crate::time::now_ms(),
-        };
-        match instance {
-            Ok(instance) => Ok(generation(instance)),
-            Err(CallError::Fault(fault)) => {
-                Err(BuildError::Fault(Box::new(generation(None)), fault))
-            }
-            Err(other) => Err(invalid(anyhow::anyhow!("{other}"))),
-        }
     }
 
     /// Puts `generation` in service.
@@ -411,6 +331,7 @@ impl Inner {
             .inc();
         if let Some(old_kind) = old_kind.filter(|k| *k != kind) {
             self.retire(slot, old_kind);
+            self.discard_shadow(slot, "the rule is no longer a rule");
             let _ = t
                 .plugin_up
                 .remove_label_values(&[&*name, old_kind.as_str()]);
@@ -503,6 +424,7 @@ impl Inner {
         if let Some(old) = slot.current.swap(None) {
             super::consume::stop(&old);
             self.retire(slot, old.kind);
+            self.discard_shadow(slot, "the rule is gone");
             self.deps.telemetry.forget_plugin(name, old.kind.as_str());
         }
         if !removed {
@@ -546,29 +468,6 @@ impl Inner {
             PluginKind::Sink => self.deps.events.forget(&slot.name),
         }
     }
-}
-
-/// Keys that only make sense for some kinds.
-fn check_kind(manifest: &Manifest, kind: PluginKind) -> Result<()> {
-    if let Some(declared) = manifest.kind
-        && declared != kind
-    {
-        bail!(
-            "the manifest says kind = \"{declared}\" but the component implements the {kind} world"
-        );
-    }
-    if kind != PluginKind::Rule && !manifest.select.is_empty() {
-        bail!("invalid key `select` in the manifest: it applies to rules, and this is a {kind}");
-    }
-    super::consume::check_kind(manifest, kind)?;
-    if kind != PluginKind::Sink && !manifest.events.is_empty() {
-        bail!("invalid key `events` in the manifest: it applies to sinks, and this is a {kind}");
-    }
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

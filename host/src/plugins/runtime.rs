@@ -343,6 +343,12 @@ impl Instance {
         self.store.data().limiter.held
     }
 
+    /// The longest `Retry-After` of a 429 or 503 answer the last call
+    /// received through the `http` capability.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.store.data().call.retry_after
+    }
+
     async fn init(&mut self, budget: Budget) -> Result<(), CallError> {
         let result = match &self.exports {
             Exports::Collector(e) => {

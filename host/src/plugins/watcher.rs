@@ -24,6 +24,10 @@ use tokio::sync::mpsc;
 /// (`cp x.wasm x.toml plugins.d/`) in the same reload.
 const SETTLE: Duration = Duration::from_millis(3);
 
+/// Marks a batch entry as a rule's shadow (`NAME.shadow.*`): a suffix no
+/// valid plugin name can end with.
+const SHADOW: &str = ".shadow";
+
 /// What the `notify` callback sends the actor.
 #[derive(Debug)]
 enum Message {
@@ -74,6 +78,13 @@ pub(super) fn watch(dir: &Path) -> Result<Watch> {
                     if let Some(name) = plugin_name(path) {
                         let _ = tx.send(Message::Changed {
                             name,
+                            path: path.clone(),
+                            writing,
+                        });
+                    } else if let Some(rule) = super::shadow::shadow_of(path) {
+                        // `NAME.shadow.*` is rule NAME's shadow, never a plugin.
+                        let _ = tx.send(Message::Changed {
+                            name: format!("{rule}{SHADOW}"),
                             path: path.clone(),
                             writing,
                         });
@@ -129,12 +140,28 @@ impl Watch {
                 // Reloads of one plugin take turns on its load lock.
                 if rescan {
                     let plugins = plugins.clone();
-                    tokio::spawn(async move { plugins.reload_all().await });
+                    tokio::spawn(async move {
+                        plugins.reload_all().await;
+                        plugins.load_shadows().await;
+                    });
                     continue;
                 }
                 for name in pending {
                     let plugins = plugins.clone();
-                    tokio::spawn(async move { plugins.reload(&name, false).await });
+                    match name.strip_suffix(SHADOW) {
+                        Some(rule) => {
+                            let rule = rule.to_string();
+                            tokio::spawn(async move { plugins.reload_shadow(&rule).await });
+                        }
+                        None => {
+                            // A shadow without a file of its own runs the
+                            // serving one: it follows it (unchanged otherwise).
+                            tokio::spawn(async move {
+                                plugins.reload(&name, false).await;
+                                plugins.reload_shadow(&name).await;
+                            });
+                        }
+                    }
                 }
             }
         });

@@ -136,12 +136,18 @@ impl RuleAlerts {
     }
 }
 
-/// Every rule's conditions and alerts.
-pub struct AlertManager {
-    rules: Mutex<BTreeMap<String, RuleAlerts>>,
+/// Where a manager's changes go: the event log and the store. A detached
+/// manager (a shadow rule's, a backtest's) has none.
+struct Outputs {
     events: Arc<EventLog>,
     store: Arc<Store>,
     source: SourceId,
+}
+
+/// Every rule's conditions and alerts.
+pub struct AlertManager {
+    rules: Mutex<BTreeMap<String, RuleAlerts>>,
+    outputs: Option<Outputs>,
     keep_resolved: Duration,
     max_resolved: usize,
     max_alerts: usize,
@@ -172,9 +178,11 @@ impl AlertManager {
         );
         let manager = AlertManager {
             rules: Mutex::new(BTreeMap::new()),
-            events,
-            store,
-            source,
+            outputs: Some(Outputs {
+                events,
+                store,
+                source,
+            }),
             keep_resolved: config.keep_resolved,
             max_resolved: config.max_resolved,
             max_alerts: config.max_alerts_per_rule.max(1),
@@ -182,6 +190,20 @@ impl AlertManager {
         };
         manager.export(&manager.rules.lock(), crate::time::now_ms());
         manager
+    }
+
+    /// A manager with the same bounds that keeps state only: its changes go
+    /// to no event log, no live client and no store series (a shadow rule's
+    /// alerts, a backtest's). The same state machine, never a copy of it.
+    pub fn detached(&self) -> AlertManager {
+        AlertManager {
+            rules: Mutex::new(BTreeMap::new()),
+            outputs: None,
+            keep_resolved: self.keep_resolved,
+            max_resolved: self.max_resolved,
+            max_alerts: self.max_alerts,
+            dropped: None,
+        }
     }
 
     /// Counts dropped alerts in `counter`, labelled `rule`.
@@ -312,8 +334,10 @@ impl AlertManager {
             entry.state = Some(AlertState::Pending);
             entry.active_since_ms = now_ms;
             entry.since_ms = now_ms;
-            if hold_ms > 0 {
-                self.events
+            if hold_ms > 0
+                && let Some(out) = &self.outputs
+            {
+                out.events
                     .live()
                     .alert_pending(|| change(rule, &key, entry));
             }
@@ -423,6 +447,9 @@ impl AlertManager {
     /// Mirrors the state into the store: `wasmon_alert_active` per pending or
     /// firing alert and the overall `wasmon_alerts_status`.
     fn export(&self, rules: &BTreeMap<String, RuleAlerts>, now_ms: u64) {
+        let Some(out) = &self.outputs else {
+            return;
+        };
         let level = match worst(rules) {
             Severity::Ok => 0.0,
             Severity::Warning => 1.0,
@@ -462,20 +489,23 @@ impl AlertManager {
                 samples.push(sample);
             }
         }
-        self.store.apply(self.source, samples, now_ms);
+        out.store.apply(out.source, samples, now_ms);
     }
 
     fn publish(&self, changes: &[AlertChange]) {
+        let Some(out) = &self.outputs else {
+            return;
+        };
         for change in changes {
             status::log_change(change);
-            self.events.live().alert(change);
+            out.events.live().alert(change);
             let mut event = Event::new(format!("alert.{}", change.state.as_str()), "rule");
             event.severity = change.severity;
             event.detail = Some(change.summary.clone());
             event.attributes.insert("rule", change.rule.clone());
             event.attributes.insert("alertname", change.name.clone());
             event.alert = Some(change.clone());
-            self.events.append(event);
+            out.events.append(event);
         }
     }
 }

@@ -8,6 +8,7 @@ fn config(max_alerts_per_rule: usize, max_resolved: usize) -> AlertsConfig {
         keep_resolved: Duration::from_secs(60),
         max_resolved,
         max_alerts_per_rule,
+        ..AlertsConfig::default()
     }
 }
 
@@ -15,6 +16,10 @@ fn manager_with(config: &AlertsConfig, store: StoreConfig) -> (AlertManager, Arc
     let events = Arc::new(EventLog::new(100_000));
     let store = Arc::new(Store::new(&store));
     (AlertManager::new(events.clone(), store, config), events)
+}
+
+fn test_store(m: &AlertManager) -> &Store {
+    &m.outputs.as_ref().expect("a live manager").store
 }
 
 fn manager() -> (AlertManager, Arc<EventLog>) {
@@ -228,7 +233,7 @@ fn a_flood_of_fresh_alerts_is_capped_and_counted() {
     // Events: 50 firings per round, 50 resolutions per round after the first.
     assert_eq!(events.end(), 20 * 50 + 19 * 50);
     // The export follows the cap.
-    let exported = m.store.select(&["wasmon_alert_active".into()]);
+    let exported = test_store(&m).select(&["wasmon_alert_active".into()]);
     assert_eq!(exported.len(), 50);
 }
 
@@ -360,9 +365,36 @@ fn alert_series_stay_within_their_share_of_the_reserved_budget() {
         0,
     );
     assert_eq!(m.rule_stats("r").unwrap().active, 100);
-    let stats = m.store.source_stats("alerts", false).unwrap();
+    let stats = test_store(&m).source_stats("alerts", false).unwrap();
     assert_eq!(stats.held_series, 20, "{stats:?}");
     assert!(stats.refused["series_limit"] > 0);
     // The status is always exported.
-    assert_eq!(m.store.select(&["wasmon_alerts_status".into()]).len(), 1);
+    assert_eq!(
+        test_store(&m)
+            .select(&["wasmon_alerts_status".into()])
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_detached_manager_keeps_state_but_publishes_and_exports_nothing() {
+    let (m, events) = manager();
+    let shadow = m.detached();
+    let changes = update(
+        &shadow,
+        "r",
+        flood("a", 3, Severity::Critical),
+        Duration::ZERO,
+        0,
+    );
+    assert_eq!(changes.len(), 3);
+    assert_eq!(shadow.firing("r").len(), 3);
+    assert_eq!(events.end(), 0, "no event reaches the log");
+    assert!(m.firing("r").is_empty(), "the live manager is untouched");
+    assert!(
+        test_store(&m)
+            .select(&["wasmon_alert_active".into()])
+            .is_empty()
+    );
 }

@@ -6,7 +6,7 @@
 //! holds up an evaluation, and nothing `/metrics` needs is held meanwhile.
 
 use super::{AlertManager, Entry, Key, worst};
-use crate::model::{AlertState, Severity};
+use crate::model::{AlertState, Labels, Severity};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -199,6 +199,26 @@ impl AlertManager {
             offset: query.offset,
             limit: query.limit,
         }
+    }
+
+    /// The firing alerts of `rule`: name, labels, severity, since when active.
+    pub fn firing(&self, rule: &str) -> Vec<(String, Labels, Severity, u64)> {
+        let rules = self.rules.lock();
+        let Some(r) = rules.get(rule) else {
+            return Vec::new();
+        };
+        r.entries
+            .iter()
+            .filter(|(_, e)| e.state == Some(AlertState::Firing))
+            .map(|(k, e)| {
+                (
+                    k.name.clone(),
+                    k.labels.clone(),
+                    e.severity,
+                    e.active_since_ms,
+                )
+            })
+            .collect()
     }
 
     /// A rule's alerts in numbers; `None` before its first evaluation.

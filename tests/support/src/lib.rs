@@ -16,7 +16,9 @@
 //!   captured log.
 //! - [`PluginDir`]: atomic installs, manifest changes and removals.
 //! - [`Recorder`]: an HTTP server recording requests, with a settable answer.
-//! - [`servers`]: real `redis-server`, `rabbitmq-server`, PostgreSQL and `prometheus`, and
+//! - [`EsBulk`]: an Elasticsearch `_bulk` receiver with per-item semantics and scripted faults.
+//! - [`ZabbixReceiver`]: a Zabbix trapper speaking the sender protocol (`ZBXD`), with partial failures.
+//! - [`servers`]: real `redis-server`, `rabbitmq-server`, PostgreSQL, `prometheus` and Alertmanager, and
 //!   [`promtool_check`].
 //! - [`http`]: the small blocking client behind the helpers.
 //! - [`process`]: how children are spawned, tied to the test process, and
@@ -40,6 +42,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod es_bulk;
 pub mod fake_nvml;
 pub mod host;
 pub mod http;
@@ -47,6 +50,7 @@ pub mod plugin_dir;
 pub mod process;
 pub mod recorder;
 pub mod servers;
+pub mod zabbix;
 
 /// The guest components, built by `build.rs`: `COLLECTOR_HTTP_PROBE`,
 /// `RULE_THRESHOLD`, `SINK_WEBHOOK`, `GUEST_INFINITE_LOOP`, ... (the crate's
@@ -62,17 +66,20 @@ pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 }
 
+pub use es_bulk::EsBulk;
 pub use fake_nvml::{FakeDevice, FakeDriver, FakeNvml};
 pub use host::{Host, HostOptions, LogMark};
 pub use http::Response;
 pub use plugin_dir::PluginDir;
 pub use process::{ProcessId, free_port, free_ports, leftover_processes};
 pub use recorder::{RecordedRequest, Recorder};
+pub use servers::alertmanager::AlertmanagerServer;
 pub use servers::postgres::PostgresServer;
 pub use servers::prometheus::{PrometheusServer, promtool_check};
 pub use servers::rabbitmq::RabbitMqServer;
 pub use servers::redis::{RedisServer, RespValue};
 pub use servers::s3::S3Server;
+pub use zabbix::{ZabbixItem, ZabbixReceiver};
 
 pub use ::http::StatusCode;
 

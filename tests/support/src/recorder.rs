@@ -23,6 +23,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub received: Instant,
 }
 
 impl RecordedRequest {
@@ -54,6 +56,8 @@ struct Canned {
     content_type: String,
     body: Vec<u8>,
     delay: Duration,
+    /// Extra response headers.
+    headers: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -76,6 +80,26 @@ impl Recorder {
     pub fn start() -> Recorder {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+        Recorder::serve(listener)
+    }
+
+    /// Starts a recorder on `addr`, the address of one that was dropped (a
+    /// target coming back); retries the bind for a few seconds while the old
+    /// one lets go of the port.
+    pub fn start_on(addr: SocketAddr) -> Recorder {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => return Recorder::serve(listener),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot bind {addr} again: {e}"),
+            }
+        }
+    }
+
+    fn serve(listener: std::net::TcpListener) -> Recorder {
         listener
             .set_nonblocking(true)
             .expect("cannot make a listener non-blocking");
@@ -90,6 +114,7 @@ impl Recorder {
                 content_type: "text/plain; charset=utf-8".into(),
                 body: b"ok".to_vec(),
                 delay: Duration::ZERO,
+                headers: Vec::new(),
             }),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -153,6 +178,20 @@ impl Recorder {
     /// Serves `text` as a Prometheus scrape target would.
     pub fn serve_metrics(&self, text: &str) {
         self.set_response(200, "text/plain; version=0.0.4; charset=utf-8", text);
+    }
+
+    /// Adds the header `name: value` to every answer from now on.
+    pub fn set_header(&self, name: &str, value: &str) {
+        let mut canned = self.shared.canned.lock().unwrap();
+        canned
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        canned.headers.push((name.to_string(), value.to_string()));
+    }
+
+    /// Answers without extra headers from now on.
+    pub fn clear_headers(&self) {
+        self.shared.canned.lock().unwrap().headers.clear();
     }
 
     /// Waits `delay` before answering each request from now on (a slow server).
@@ -219,6 +258,7 @@ async fn record(
             })
             .collect(),
         body: body.to_vec(),
+        received: Instant::now(),
     };
     shared.requests.lock().unwrap().push(request);
     shared.arrived.notify_all();
@@ -226,9 +266,13 @@ async fn record(
     if !canned.delay.is_zero() {
         tokio::time::sleep(canned.delay).await;
     }
-    axum::response::Response::builder()
+    let mut response = axum::response::Response::builder()
         .status(canned.status)
-        .header("content-type", canned.content_type)
+        .header("content-type", canned.content_type);
+    for (name, value) in &canned.headers {
+        response = response.header(name, value);
+    }
+    response
         .body(axum::body::Body::from(canned.body))
         .expect("a canned response is valid")
 }

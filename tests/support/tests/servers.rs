@@ -105,6 +105,43 @@ fn prometheus_scrapes_a_file_sd_target_and_stops() {
 }
 
 #[test]
+fn alertmanager_keeps_a_posted_alert_resolves_it_and_stops() {
+    let am = wasmon_test_support::AlertmanagerServer::start();
+    let post = |ends_at: &str| {
+        let body = format!(
+            r#"[{{"labels": {{"alertname": "smoke"}}, "startsAt": "2020-01-01T00:00:00Z", "endsAt": "{ends_at}"}}]"#
+        );
+        let url = format!("{}/api/v2/alerts", am.url());
+        let response = wasmon_test_support::http::request(
+            "POST",
+            &url,
+            &[("content-type", "application/json")],
+            Some(body.as_bytes()),
+        )
+        .unwrap();
+        assert!(
+            response.status.is_success(),
+            "{}: {}",
+            response.status,
+            response.text()
+        );
+    };
+    post("2999-01-01T00:00:00Z");
+    let alerts = am.alerts_with(&[("alertname", "smoke")]);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["status"]["state"], "active");
+    post("2020-01-01T00:00:01Z");
+    assert!(
+        am.alerts_with(&[("alertname", "smoke")]).is_empty(),
+        "resolved"
+    );
+
+    let (tag, before) = (am.tag().to_string(), am.processes());
+    drop(am);
+    assert_all_gone(&before, &tag);
+}
+
+#[test]
 fn promtool_accepts_good_text_and_explains_bad_text() {
     assert_eq!(
         promtool_check("# HELP x_total Things.\n# TYPE x_total counter\nx_total 1\n"),

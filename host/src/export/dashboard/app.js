@@ -33,6 +33,8 @@ const state = {
   socketFailures: 0,
   lastFull: 0,
   memory: {},
+  rule: "",
+  ruleShadow: null,
 };
 
 const charts = {
@@ -266,6 +268,53 @@ async function act(name, action) {
   await refreshPlugins();
 }
 
+// ---- a rule's page: its shadow's diff and a backtest timeline -------------
+
+function ruleFromHash() {
+  const m = /^#rule\/(.+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : "";
+}
+
+async function refreshRule() {
+  const name = state.rule;
+  $("#rule-card").hidden = !name;
+  if (!name) return;
+  $("#rule-title").textContent = `Rule ${name}`;
+  $("#rule-backtest").hidden = !token();
+  try {
+    state.ruleShadow = await call(`/api/plugins/${encodeURIComponent(name)}/shadow`);
+  } catch (error) {
+    state.ruleShadow = null;
+    if (error.status !== 404) console.warn("shadow:", error.message);
+  }
+  panels.renderShadow($("#rule-shadow"), $("#rule-diff tbody"), state.ruleShadow);
+}
+
+async function openRule() {
+  state.rule = ruleFromHash();
+  $("#rule-timeline tbody").replaceChildren();
+  $("#rule-backtest-info").textContent = "No backtest run yet.";
+  await refreshRule();
+  if (state.rule) $("#rule-card").scrollIntoView({ block: "nearest" });
+}
+
+async function backtest() {
+  const name = state.rule;
+  const version = state.ruleShadow ? "shadow" : "serving";
+  const button = $("#rule-backtest");
+  button.disabled = true;
+  $("#rule-backtest-info").textContent = `Backtesting ${version}…`;
+  try {
+    const report = await call(`/api/plugins/${encodeURIComponent(name)}/backtest${query({ window: `${Math.round(state.config.history_window_seconds)}s`, step: "10s", version })}`, { method: "POST", admin: true });
+    panels.renderTimeline($("#rule-backtest-info"), $("#rule-timeline tbody"), report);
+  } catch (error) {
+    $("#rule-backtest-info").textContent = "";
+    toast(`Backtest of ${name} refused: ${error.message}${error.status === 401 || error.status === 403 ? " (check the admin token)" : ""}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ---- live: WebSocket, else polling ---------------------------------------
 
 function wsAllowed() {
@@ -334,7 +383,7 @@ function onMessage(m) {
 
 async function refreshAll() {
   state.lastFull = Date.now();
-  await Promise.all([refreshHealth(), refreshPlugins(), refreshAlerts(), refreshServices(), refreshEvents()]);
+  await Promise.all([refreshHealth(), refreshPlugins(), refreshAlerts(), refreshServices(), refreshEvents(), refreshRule()]);
 }
 
 function tick() {
@@ -369,6 +418,7 @@ async function start() {
     setToken(value);
     toast("Admin actions unlocked for this tab", "ok");
     renderPlugins();
+    refreshRule();
     renderHeader();
     state.socket?.close();
     state.socketFailures = 0;
@@ -377,6 +427,7 @@ async function start() {
   $("#token-clear").addEventListener("click", () => {
     setToken("");
     renderPlugins();
+    refreshRule();
     renderHeader();
     if (state.config.admin_token_required) state.socket?.close();
   });
@@ -387,6 +438,13 @@ async function start() {
     state.alertState = button.dataset.state;
     refreshAlerts();
   });
+  window.addEventListener("hashchange", openRule);
+  $("#rule-backtest").addEventListener("click", backtest);
+  $("#rule-close").addEventListener("click", () => {
+    history.replaceState(null, "", location.pathname);
+    openRule();
+  });
+  state.rule = ruleFromHash();
   $("#event-filter").addEventListener("input", () => soon(refreshEvents, 350));
   $("#event-filter").addEventListener("submit", (event) => event.preventDefault());
   $("#plugin-metric").addEventListener("change", async (event) => {

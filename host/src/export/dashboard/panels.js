@@ -101,7 +101,7 @@ export function renderPlugins(tbody, plugins, ui) {
     return h(
       "tr",
       { dataset: { plugin: p.name, status: p.status, generation: String(p.generation) } },
-      h("td", { class: "name" }, p.name, p.critical ? h("span", { class: "tag" }, "critical") : null),
+      h("td", { class: "name" }, p.kind === "rule" ? h("a", { href: `#rule/${encodeURIComponent(p.name)}`, dataset: { rule: p.name } }, p.name) : p.name, p.critical ? h("span", { class: "tag" }, "critical") : null),
       h("td", {}, p.kind || "—"),
       h("td", {}, badge(p.status)),
       h("td", { class: "num gen" }, p.generation),
@@ -157,5 +157,55 @@ export function renderEvents(tbody, answer) {
     ),
   );
   if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No events match.")));
+  tbody.replaceChildren(...rows);
+}
+
+function seen(side) {
+  return side ? `${clock(side.first_seen_ms)} / ${clock(side.last_seen_ms)}${side.firing ? " (firing)" : ""} · ${side.severity}` : "—";
+}
+
+/** A rule's shadow: one line of status, and its diff (`null`: no shadow). */
+export function renderShadow(line, tbody, view) {
+  if (!view) {
+    line.textContent = "no shadow";
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "empty" }, "This rule has no shadow: install NAME.shadow.wasm or NAME.shadow.toml.")));
+    return;
+  }
+  const c = view.counts || {};
+  line.textContent = `shadow #${view.generation} ${view.status} since ${clock(view.since)} · ${view.evaluations} evaluations · ${view.faults} faults · ${c.only_shadow || 0} only shadow, ${c.only_serving || 0} only serving, ${c.different || 0} different, ${c.same || 0} alike`;
+  const rows = (view.diff || []).map((d) =>
+    h(
+      "tr",
+      { dataset: { kind: d.kind } },
+      h("td", {}, badge(d.kind.replace("_", " "), d.kind === "different" ? "warn" : "info")),
+      h("td", {}, d.name, Object.keys(d.labels || {}).length ? h("span", { class: "muted" }, ` {${labelText(d.labels)}}`) : null),
+      h("td", {}, seen(d.shadow)),
+      h("td", {}, seen(d.serving)),
+    ),
+  );
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No difference so far.")));
+  tbody.replaceChildren(...rows);
+}
+
+/** A backtest's timeline beside the serving version's real alert changes. */
+export function renderTimeline(info, tbody, report) {
+  info.textContent = `${report.version} #${report.generation}: ${report.evaluated}/${report.steps} steps over ${number(report.series)} series in ${number(report.took_ms)} ms${report.complete ? "" : ` (stopped: ${report.stopped})`}; not replayed: ${(report.unreconstructed || []).map((u) => u.field).join(", ")}`;
+  const entries = [
+    ...(report.timeline || []).map((e) => ({ ...e, version: `backtest (${report.version})` })),
+    ...(report.serving_history || []).map((e) => ({ ...e, version: "serving (real)" })),
+  ].sort((a, b) => a.time_ms - b.time_ms);
+  const rows = entries.map((e) =>
+    h(
+      "tr",
+      { dataset: { state: e.state } },
+      h("td", { class: "nowrap" }, clock(e.time_ms)),
+      h("td", {}, e.version),
+      h("td", {}, badge(e.state)),
+      h("td", {}, e.name, Object.keys(e.labels || {}).length ? h("span", { class: "muted" }, ` {${labelText(e.labels)}}`) : null),
+      h("td", {}, badge(e.severity)),
+      h("td", { class: "num" }, e.value ?? "—"),
+    ),
+  );
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No alert raised in the window.")));
   tbody.replaceChildren(...rows);
 }

@@ -121,10 +121,14 @@ pub(in crate::export) struct HeartbeatAck<'a> {
 pub(in crate::export) struct EventAck {
     /// Always `ok`.
     pub status: &'static str,
-    /// The event's id (a UUIDv7).
+    /// The event's id (a UUIDv7); for a duplicate, the original's.
     pub id: String,
     /// When it was recorded (RFC 3339).
     pub time: String,
+    /// Present and `true` when its `idempotency_key` was already recorded
+    /// within `ingest.idempotency_window`: not recorded again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// `POST /v1/event`.
@@ -132,10 +136,14 @@ pub(in crate::export) struct EventAck {
 pub(in crate::export) struct SidecarAck {
     /// Always `true`.
     pub ok: bool,
-    /// The event's id (a UUIDv7).
+    /// The event's id (a UUIDv7); for a duplicate, the original's.
     pub id: String,
     /// When it was recorded (RFC 3339).
     pub time: String,
+    /// Present and `true` when its `idempotency_key` was already recorded
+    /// within `ingest.idempotency_window`: not recorded again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// `POST /v1/events/batch`.
@@ -145,10 +153,14 @@ pub(in crate::export) struct BatchAck {
     pub ok: bool,
     /// Events recorded.
     pub total: usize,
-    /// Their ids, in the batch's order.
+    /// Their ids, in the batch's order (a duplicate's is the original's).
     pub ids: Vec<String>,
     /// When they were recorded (RFC 3339).
     pub time: String,
+    /// Indices of the events whose `idempotency_key` was already recorded
+    /// (not recorded again); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<usize>,
 }
 
 /// One sink in `GET /v1/health`.
@@ -158,10 +170,12 @@ pub(in crate::export) struct SinkHealth {
     pub name: String,
     /// Its status.
     pub status: Status,
-    /// Whether it is running.
+    /// Whether it is running and not behind by more than `sinks.lag_degraded`.
     pub healthy: bool,
     /// Events logged that it has not delivered yet.
     pub backlog: u64,
+    /// Age of the oldest of them; 0 when none waits.
+    pub oldest_undelivered_age_seconds: f64,
     /// Its last fault or error.
     pub last_error: Option<ErrorInfo>,
 }
@@ -180,7 +194,8 @@ pub(in crate::export) struct ServiceCounts {
 /// `GET /v1/health`: seed 002's sidecar health.
 #[derive(Serialize, ToSchema)]
 pub(in crate::export) struct SidecarHealth {
-    /// `ok`, or `degraded` while a sink plugin is not running.
+    /// `ok`, or `degraded` while a sink plugin is not running or is behind
+    /// by more than `sinks.lag_degraded`.
     pub status: &'static str,
     /// Always `wasmon`.
     pub service: &'static str,
@@ -324,4 +339,9 @@ pub(in crate::export) enum IngestRefusals {
     /// A new service beyond `ingest.max_services`.
     #[response(status = 429)]
     TooManyServices(ApiError),
+    /// The event log cannot take the events now: full
+    /// (`storage.when_full = "reject"`) or failing to write (a full disk).
+    /// Nothing was recorded; retry after `Retry-After` seconds.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
+    Unavailable(ApiError),
 }

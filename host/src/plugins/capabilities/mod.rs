@@ -10,11 +10,14 @@
 //! records a violation (`PluginCtx::deny`): the call then ends as a
 //! `capability` fault.
 
+pub mod aws;
+pub mod files;
 pub mod http;
 pub mod rabbitmq;
 pub mod redis;
 pub mod sql;
 pub mod storage;
+pub mod tcp;
 
 use super::breaker::{BreakerSettings, Breakers};
 use crate::telemetry::Telemetry;
@@ -194,4 +197,7 @@ capabilities! {
     rabbitmq: self::rabbitmq::Rabbitmq,
     sql: self::sql::Sql,
     storage: self::storage::Storage,
+    files: self::files::Files,
+    tcp: self::tcp::Tcp,
+    aws: self::aws::Aws,
 }

@@ -1,6 +1,8 @@
 //! The rule loop: every `interval`, the rule's selected series, the services
 //! and the events recorded since its last evaluation go to `evaluate`; the
-//! alerts it returns feed the alert state machine (`crate::rules`).
+//! alerts it returns feed the alert state machine (`crate::rules`). A shadow
+//! version, if the rule has one, then evaluates the same input
+//! (`plugins::shadow`): its alerts go to no sink and change no alert state.
 
 use super::{jittered, mark_seen, serving, wait, woken_for_new};
 use crate::plugins::bindings::types;
@@ -56,6 +58,9 @@ pub(super) async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
                 .map(|(_, e)| types::Event::from(&**e))
                 .collect(),
         };
+        // The shadow, if any, gets the same input once the serving result is applied.
+        let shadow = slot.shadow.current.load_full();
+        let shadow_input = shadow.as_ref().map(|_| input.clone());
         let result = inner
             .call(&slot, &generation, async |i| i.evaluate(input).await)
             .await;
@@ -67,13 +72,14 @@ pub(super) async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
                     .rule_evaluations
                     .with_label_values(&[&*slot.name, "ok"])
                     .inc();
-                inner.deps.alerts.update(
+                let changes = inner.deps.alerts.update(
                     &slot.name,
                     alerts,
                     generation.manifest.for_duration,
                     generation.manifest.max_alerts,
                     now_ms,
                 );
+                inner.record_serving(&slot, &changes, now_ms);
             }
             Some(Err(CallError::Plugin(message))) => {
                 telemetry
@@ -87,6 +93,12 @@ pub(super) async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
                 .with_label_values(&[&*slot.name, "fault"])
                 .inc(),
             None => {}
+        }
+        if let (Some(shadow), Some(input)) = (shadow, shadow_input) {
+            let interval = generation.manifest.interval;
+            inner
+                .evaluate_shadow(&slot, &shadow, input, now_ms, interval)
+                .await;
         }
         mark_seen(&slot, &generation);
         next = Instant::now() + jittered(generation.manifest.interval);

@@ -244,3 +244,13 @@ fn variables_expand_only_from_the_allow_list_and_may_become_numbers() {
     assert_eq!(m.config["path"], std::env::var("PATH").unwrap());
     assert_eq!(m.config["warn"], 35);
 }
+
+#[test]
+fn a_sink_tick_is_optional_and_at_least_100ms() {
+    assert_eq!(parse("").unwrap().tick, None);
+    assert_eq!(
+        parse("tick = \"30s\"").unwrap().tick,
+        Some(Duration::from_secs(30))
+    );
+    check_err("tick = \"10ms\"", "`tick`");
+}

@@ -3,6 +3,7 @@
 //! guard drops. They panic when the server cannot start: a missing server is a
 //! broken setup (`scripts/test.sh` installs them), never a reason to skip.
 
+pub mod alertmanager;
 pub mod postgres;
 pub mod prometheus;
 pub mod rabbitmq;

@@ -20,8 +20,10 @@ use std::time::Duration;
 const FREE_REQUESTS: u32 = 4;
 
 /// The boto3 helper: `python3 s3_admin.py ENDPOINT JSON`, where JSON is
-/// `{"op": "setup"}` (prints the access key) or `{"op": "fill", "key": ...,
-/// "secret": ..., "buckets": {"name": [["key", size], ...]}}`.
+/// `{"op": "setup"}` (prints the access key), `{"op": "fill", "key": ...,
+/// "secret": ..., "buckets": {"name": [["key", size], ...]}}`, or `{"op":
+/// "call", "key", "secret", "service", "method", "params"}` (any boto3 call
+/// against moto's other services, its answer printed as JSON).
 const ADMIN_SCRIPT: &str = r#"
 import json, sys, time
 import boto3
@@ -51,6 +53,10 @@ elif request["op"] == "fill":
         for name, size in objects:
             s3.put_object(Bucket=bucket, Key=name, Body=b"x" * size)
     print("ok")
+elif request["op"] == "call":
+    result = getattr(client(request["service"], request["key"], request["secret"]), request["method"])(**request["params"])
+    result.pop("ResponseMetadata", None)
+    print(json.dumps(result, default=str))
 "#;
 
 /// A running `moto_server` that verifies signatures; stopped when dropped.
@@ -191,6 +197,32 @@ impl S3Server {
         });
         admin(&self.python, self.dir.path(), &self.endpoint(), &request)
             .unwrap_or_else(|e| panic!("cannot fill moto: {e}\nits output:\n{}", self.logs()));
+    }
+
+    /// Calls boto3's `service` client `method` with `params` (e.g. `"logs"`,
+    /// `"get_log_events"`, `{"logGroupName": ...}`), signed with the IAM
+    /// user's key: moto serves every AWS service on the same port. Its answer
+    /// as JSON (without `ResponseMetadata`); panics when moto refuses.
+    pub fn call(
+        &self,
+        service: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        let request = serde_json::json!({
+            "op": "call",
+            "key": self.access_key,
+            "secret": self.secret_key,
+            "service": service,
+            "method": method,
+            "params": params,
+        });
+        let out =
+            admin(&self.python, self.dir.path(), &self.endpoint(), &request).unwrap_or_else(|e| {
+                panic!("moto {service}.{method}: {e}\nits output:\n{}", self.logs())
+            });
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("moto {service}.{method}: bad answer {out:?}: {e}"))
     }
 
     /// Kills it (SIGKILL), as a crashed server; idempotent. Only for a

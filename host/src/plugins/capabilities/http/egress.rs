@@ -210,6 +210,12 @@ impl Egress {
         }
     }
 
+    /// Where the host's API listens, once bound (`None` before, and in
+    /// `plugin-check`); the `tcp` capability refuses it too.
+    pub fn listening(&self) -> Option<&SelfAddresses> {
+        self.listening.get()
+    }
+
     /// The client to send a `method` request for `url` (whose port is
     /// `port`) with, or why it is refused.
     pub fn route(

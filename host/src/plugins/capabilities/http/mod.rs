@@ -4,7 +4,8 @@
 //! sees the 3xx. Whatever the allow-list says, the host's own API is off
 //! limits (`egress`), checked on the IP literal or, for a name, on the
 //! resolved address at connect time; `[capabilities.http] self = "read"`
-//! opens `GET`/`HEAD` of its health and metrics.
+//! opens `GET`/`HEAD` of its health and metrics. The longest `Retry-After`
+//! of a 429 or 503 answer is kept in the call's state, for the sink loop.
 //!
 //! - `grant`: the manifest section `[capabilities.http]`.
 //! - `egress`: the clients and the self-address check (host-wide, shared by
@@ -90,6 +91,25 @@ impl http::Host for PluginCtx {
         if timeout.is_zero() {
             return Ok(Err(http::HttpError::Timeout));
         }
+        // `[capabilities.aws]`: the host signs what asks for it (see `aws`).
+        let mut request = request;
+        match super::aws::sign_request(
+            self.env.manifest.capabilities.aws.as_ref(),
+            &mut request,
+            &url,
+            std::time::SystemTime::now(),
+        ) {
+            super::aws::Signing::Unsigned => {}
+            super::aws::Signing::Signed(_) => self.count_aws("signed"),
+            super::aws::Signing::Refused(why) => {
+                self.count_aws("not_granted");
+                return Ok(Err(http::HttpError::NotGranted(self.deny("aws", why))));
+            }
+            super::aws::Signing::Failed(why) => {
+                self.count_aws("invalid");
+                return Ok(Err(invalid(why)));
+            }
+        }
         let method = method(request.method);
         let env = self.env.clone();
         let client = match env
@@ -114,14 +134,55 @@ impl http::Host for PluginCtx {
                 None => Err(transport(e)),
             },
             Ok(Err(Failure::Http(e))) => Err(e),
-            Ok(Ok((status, headers, body))) => Ok(http::Response {
-                status,
-                headers,
-                body,
-                elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            }),
+            Ok(Ok((status, headers, body))) => {
+                self.note_retry_after(status, &headers);
+                Ok(http::Response {
+                    status,
+                    headers,
+                    body,
+                    elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                })
+            }
         })
     }
+}
+
+impl PluginCtx {
+    /// Counts one request the `aws` capability signed or refused.
+    fn count_aws(&self, result: &str) {
+        self.env
+            .telemetry
+            .plugin_capability_calls
+            .with_label_values(&[&*self.env.name, "aws", result])
+            .inc();
+    }
+
+    /// Keeps the longest `Retry-After` of a 429 or 503 answer in the call's
+    /// state, for the sink loop.
+    fn note_retry_after(&mut self, status: u16, headers: &[types::Label]) {
+        if !matches!(status, 429 | 503) {
+            return;
+        }
+        let wait = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("retry-after"))
+            .find_map(|h| retry_after(&h.value, std::time::SystemTime::now()));
+        if let Some(wait) = wait {
+            let call = &mut self.call;
+            call.retry_after = Some(call.retry_after.map_or(wait, |w| w.max(wait)));
+        }
+    }
+}
+
+/// A `Retry-After` value: delta-seconds or an HTTP-date (a date in the past
+/// is no wait).
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn invalid(message: String) -> http::HttpError {
@@ -206,4 +267,25 @@ fn transport(e: reqwest::Error) -> http::HttpError {
         source = s.source();
     }
     http::HttpError::Transport(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(retry_after(" 2 ", now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:27 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
+    }
 }

@@ -190,6 +190,14 @@ impl wit::Host for PluginCtx {
                 trip(&message);
                 Err(wit::RedisError::Connection(message))
             }
+            // The connection hands a top-level error reply back as a value:
+            // it is the command's error, not a status the plugin could
+            // mistake for success (nested ones, e.g. in EXEC, stay nodes).
+            Ok(Ok(redis::Value::ServerError(e))) => {
+                healthy();
+                state.count("server");
+                Err(wit::RedisError::Server(e.to_string()))
+            }
             Ok(Ok(value)) => {
                 healthy();
                 match nodes(value, grant.max_reply_bytes.0) {

@@ -1,15 +1,11 @@
 //! The little of S3 the `storage` capability speaks, over the host's
 //! reqwest: path-style `GET`/`HEAD` requests signed with SigV4 by
-//! `aws-sigv4` (never by hand), bodies read up to a cap, and the XML answers
-//! (ListBuckets, ListObjectsV2, errors) read with `roxmltree`.
+//! `aws-sigv4` (never by hand; through the host's one signer, `aws::sign`),
+//! bodies read up to a cap, and the XML answers (ListBuckets,
+//! ListObjectsV2, errors) read with `roxmltree`.
 
 use super::grant::StorageGrant;
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
-};
-use aws_sigv4::sign::v4;
+use crate::plugins::capabilities::aws::sign;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::time::{Duration, SystemTime};
 
@@ -72,41 +68,30 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Answer, Failure> {
     let url = url(grant, &request);
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    let identity = Credentials::new(
-        grant.access_key.0.as_str(),
-        grant.secret_key.0.as_str(),
-        None,
-        None,
-        "wasmon-manifest",
+    let keys = sign::Keys {
+        access_key: grant.access_key.clone(),
+        secret_key: grant.secret_key.clone(),
+        session_token: None,
+    };
+    let signable = sign::Signable {
+        method: request.method.as_str(),
+        url: &url,
+        headers: &[],
+        body: &[],
+    };
+    let signed = sign::headers(
+        &keys,
+        &grant.region,
+        "s3",
+        sign::Flavor::S3,
+        &signable,
+        SystemTime::now(),
     )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&grant.region)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .map_err(|e| Failure::Invalid(format!("cannot sign the request: {e}")))?
-        .into();
-    let signable = SignableRequest::new(
-        request.method.as_str(),
-        url.as_str(),
-        std::iter::empty(),
-        SignableBody::Bytes(&[]),
-    )
-    .map_err(|e| Failure::Invalid(format!("cannot sign the request: {e}")))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| Failure::Invalid(format!("cannot sign the request: {e}")))?
-        .into_parts();
+    .map_err(Failure::Invalid)?;
     let mut builder = client
         .request(request.method.clone(), &url)
         .timeout(timeout);
-    for (name, value) in instructions.headers() {
+    for (name, value) in &signed {
         builder = builder.header(name, value);
     }
     let transport = |e: reqwest::Error| {
