@@ -1,6 +1,7 @@
 //! Backtests: a rule version (serving or shadow) replayed over the store's
 //! history, one evaluation per step, in a fresh instance with a fresh state,
-//! on the plugin runtime, into a detached alert state machine.
+//! on a thread of its own at a lower priority (nice 10, so scrapes and live
+//! evaluations come first), into a detached alert state machine.
 //!
 //! `rule-input` is rebuilt at each step time `t` from the buckets
 //! (`store.history_resolution` wide): each selected series' value is the
@@ -169,15 +170,57 @@ impl Plugins {
         request: BacktestRequest,
         limits: BacktestLimits,
     ) -> Result<BacktestReport, ShadowError> {
+        // A thread of its own at a lower priority: a backtest keeps a core
+        // busy for seconds, and the OS should prefer the HTTP threads (a
+        // scrape) and the plugin runtime (live evaluations) meanwhile.
         let inner = self.inner.clone();
         let name = name.to_string();
-        self.inner
-            .handle
-            .spawn(async move { inner.backtest(&name, request, limits).await })
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("wasmon-backtest".into())
+            .spawn(move || {
+                lower_priority();
+                let report = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(inner.backtest(&name, request, limits)),
+                    Err(e) => Err(ShadowError::Internal(format!(
+                        "cannot start the backtest's runtime: {e}"
+                    ))),
+                };
+                let _ = done.send(report);
+            })
+            .map_err(|e| ShadowError::Internal(format!("cannot start the backtest thread: {e}")))?;
+        result
             .await
-            .map_err(|e| ShadowError::Internal(format!("the backtest task failed: {e}")))?
+            .map_err(|_| ShadowError::Internal("the backtest thread stopped".into()))?
     }
 }
+
+/// Lowers the calling thread's scheduling priority by [`BACKTEST_NICE`].
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain syscalls without pointers; with `PRIO_PROCESS` and a
+    // thread id, `setpriority` changes only that thread's nice value.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::id_t::try_from(tid).unwrap_or_default(),
+            BACKTEST_NICE,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the backtest thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+/// The nice value of the backtest thread (0 is the default, 19 the lowest).
+const BACKTEST_NICE: libc::c_int = 10;
 
 impl Inner {
     async fn backtest(
