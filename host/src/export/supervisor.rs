@@ -269,7 +269,7 @@ async fn start(State(state): AppRef, Path(name): Path<String>) -> ApiResult<Json
     path = "/api/system/supervisor/workers/{name}/stop",
     tag = tag::SYSTEM,
     summary = "Stop a plugin",
-    description = "It is not called until started again; its queue consumers stop, a collector's series go stale as when it is deleted, a rule's alerts resolve, a sink keeps its place in the event log. It stays stopped across hot reloads and host restarts (the stopped set is kept in `server.data_dir`).",
+    description = "It is not called until started again; its queue consumers stop, a collector's series go stale as when it is deleted, a rule's alerts resolve, a sink keeps its place in the event log. It stays stopped across hot reloads and host restarts (the stopped set is kept in `storage.data_dir`).",
     params(("name" = String, Path, description = "The worker: `^[a-zA-Z][a-zA-Z0-9_]*$` (400 otherwise)", pattern = r"^[a-zA-Z][a-zA-Z0-9_]*$")),
     security(("admin_token" = [])),
     responses(

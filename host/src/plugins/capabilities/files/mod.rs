@@ -41,7 +41,7 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct Section {
     /// The host directory, created when missing. A relative path is
     /// resolved against the host's working directory (like
-    /// `server.data_dir`).
+    /// `storage.data_dir`).
     dir: PathBuf,
     /// Most bytes the directory may hold (default 100MiB).
     max_bytes: Option<ByteSize>,
