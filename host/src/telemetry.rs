@@ -323,7 +323,7 @@ impl Telemetry {
             rule_shadow_evaluations: counter_vec(
                 &registry,
                 "wasmon_rule_shadow_evaluations_total",
-                "Shadow rule evaluations by result (ok, error, fault).",
+                "Shadow rule evaluations by result (ok, error, fault; skipped while the previous one still runs).",
                 &["rule", "result"],
             )?,
             rule_shadow_faults: counter_vec(

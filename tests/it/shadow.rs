@@ -250,6 +250,52 @@ fn a_shadow_that_traps_is_reported_and_backs_off_while_the_serving_version_fires
 }
 
 #[test]
+fn a_hung_shadow_never_delays_the_serving_version() {
+    // The shadow spins in every evaluate until its 2 s budget stops it; the
+    // serving version evaluates every 100 ms all along.
+    let host = Host::start(
+        options(0.50, 0.2)
+            .plugin("threshold.shadow", guests::GUEST_RULE_TRAP)
+            .manifest(
+                "threshold.shadow",
+                "timeout = \"2s\"\n[config]\nhang = true\n",
+            ),
+    );
+    let serving_ok = |m: &str| {
+        metric_value(
+            m,
+            "wasmon_rule_evaluations_total",
+            &[("rule", "threshold"), ("result", "ok")],
+        )
+        .unwrap_or(0.0)
+    };
+    // Two timeouts: at least 4 s of the shadow hanging.
+    let view = host.wait_until(WAIT, || {
+        let (status, body) = host.get("/api/plugins/threshold/shadow");
+        let s: Value = serde_json::from_str(&body).ok()?;
+        (status == StatusCode::OK && s["faults"].as_u64() >= Some(2)).then_some(s)
+    });
+    assert_eq!(view["last_error"]["kind"], "timeout", "{view}");
+    let m = metrics(&host);
+    let evaluations = serving_ok(&m);
+    // Waiting on the shadow would allow one serving evaluation per 2 s.
+    assert!(
+        evaluations >= 15.0,
+        "{evaluations} serving evaluations while the shadow hung twice for 2 s"
+    );
+    let skipped = metric_value(
+        &m,
+        "wasmon_rule_shadow_evaluations_total",
+        &[("rule", "threshold"), ("result", "skipped")],
+    );
+    assert!(
+        skipped >= Some(10.0),
+        "inputs skipped while the shadow ran: {skipped:?}"
+    );
+    assert_eq!(host.get_json("/api/plugins/threshold")["faults"], 0);
+}
+
+#[test]
 fn promote_carries_the_alert_state_over_survives_a_restart_and_rollback_restores_the_previous_version()
  {
     let mut host = Host::start(options(0.90, 0.95));

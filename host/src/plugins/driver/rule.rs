@@ -1,8 +1,9 @@
 //! The rule loop: every `interval`, the rule's selected series, the services
 //! and the events recorded since its last evaluation go to `evaluate`; the
 //! alerts it returns feed the alert state machine (`crate::rules`). A shadow
-//! version, if the rule has one, then evaluates the same input
-//! (`plugins::shadow`): its alerts go to no sink and change no alert state.
+//! version, if the rule has one, then evaluates the same input on a task of
+//! its own, never awaited here (`plugins::shadow`): its alerts go to no sink
+//! and change no alert state.
 
 use super::{jittered, mark_seen, serving, wait, woken_for_new};
 use crate::plugins::bindings::types;
@@ -16,6 +17,8 @@ pub(super) async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
     let mut next = Instant::now() + Duration::from_millis(fastrand::u64(0..100));
     // Events the rule has seen: it gets those recorded since its last evaluation.
     let mut seen = inner.deps.events.end();
+    // The shadow's evaluation in flight, if any.
+    let mut shadow_call: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         if !wait(&inner, &slot, next).await {
             return;
@@ -94,11 +97,24 @@ pub(super) async fn rule(inner: Arc<Inner>, slot: Arc<Slot>) {
                 .inc(),
             None => {}
         }
+        // On a task of its own: a slow or hung shadow never delays the
+        // serving version's next evaluation. While the previous one still
+        // runs, this input is skipped (and counted).
         if let (Some(shadow), Some(input)) = (shadow, shadow_input) {
-            let interval = generation.manifest.interval;
-            inner
-                .evaluate_shadow(&slot, &shadow, input, now_ms, interval)
-                .await;
+            if shadow_call.as_ref().is_some_and(|c| !c.is_finished()) {
+                telemetry
+                    .rule_shadow_evaluations
+                    .with_label_values(&[&*slot.name, "skipped"])
+                    .inc();
+            } else {
+                let interval = generation.manifest.interval;
+                let (inner, slot) = (inner.clone(), slot.clone());
+                shadow_call = Some(tokio::spawn(async move {
+                    inner
+                        .evaluate_shadow(&slot, &shadow, input, now_ms, interval)
+                        .await;
+                }));
+            }
         }
         mark_seen(&slot, &generation);
         next = Instant::now() + jittered(generation.manifest.interval);

@@ -1,8 +1,9 @@
 //! The shadow's turn in the rule loop: after the serving version's result is
 //! applied, the shadow evaluates the same `rule-input` in its own instance,
-//! under its own manifest's budget (a hung shadow delays the next serving
-//! evaluation by its `timeout` at most). Its alerts feed its own, detached
-//! alert state machine; then the diff observes both sides.
+//! under its own manifest's budget, on a task of its own (the rule loop does
+//! not wait: a hung shadow never delays the serving version; an input that
+//! arrives while it still runs is skipped and counted). Its alerts feed its
+//! own, detached alert state machine; then the diff observes both sides.
 //!
 //! A shadow fault discards the shadow's instance only: the shadow is
 //! `crashed` with the supervisor's backoff (its own `SlotInfo`), `failed`
