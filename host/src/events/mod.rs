@@ -14,7 +14,13 @@
 //! whole by [`retention`]; the sinks' cursors in `cursors.json`
 //! ([`cursors`]); idempotency keys rebuilt from the records ([`keys`]).
 //! Recent events are served from memory, older ones from the segments
-//! ([`segments`]).
+//! ([`segments`]). Batches a sink failed permanently wait in
+//! [`dead_letters`] for a replay.
+//!
+//! After a `2xx`: ingest (`crate::ingest`) has awaited
+//! [`EventLog::append_durable`]; each sink's loop,
+//! `plugins/driver/sink.rs`, reads its batch from here, calls `deliver`, and
+//! acks, retries or dead-letters it.
 
 mod cursors;
 mod dead_letters;
