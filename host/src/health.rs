@@ -66,7 +66,7 @@ impl Report {
         let sinks = plugins
             .iter()
             .filter(|p| p.kind == Some(PluginKind::Sink))
-            .map(|p| (p.name.clone(), sink_backlog(&app.events, &p.name)))
+            .map(|p| (p.name.clone(), app.plugins.sink_backlog(&p.name)))
             .collect();
         assess(Inputs {
             sampling: &app.config.sampling,
@@ -86,18 +86,6 @@ impl Report {
     pub fn critical_down(&self) -> impl Iterator<Item = &Down> {
         self.down.iter().filter(|d| d.critical)
     }
-}
-
-/// A sink's backlog and when its oldest pending event was recorded. Reads
-/// only: it never creates a cursor.
-fn sink_backlog(events: &crate::events::EventLog, sink: &str) -> (u64, Option<u64>) {
-    let backlog = events.backlog(sink);
-    if backlog == 0 {
-        return (0, None);
-    }
-    let from = events.end().saturating_sub(backlog);
-    let (oldest, _) = events.read(from, 1);
-    (backlog, oldest.first().map(|(_, e)| e.time_ms))
 }
 
 /// A plugin status as its API word.

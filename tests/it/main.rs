@@ -35,6 +35,7 @@ mod sink_elasticsearch;
 mod sink_file;
 mod sink_redis_stream;
 mod sink_zabbix;
+mod sinks;
 mod sql;
 mod storage;
 mod supervisor;

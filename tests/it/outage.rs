@@ -7,10 +7,11 @@
 //! sink behind by more than `sinks.lag_degraded` degrades the health; a
 //! sink's `tick` calls `deliver` with an empty batch.
 
+use super::sinks::metric;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use wasmon_test_support::{Host, HostOptions, Recorder, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, Recorder, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(20);
@@ -74,10 +75,6 @@ fn received(receiver: &Recorder) -> Vec<String> {
 fn first_seen(ids: &[String]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     ids.iter().filter(|id| seen.insert(*id)).cloned().collect()
-}
-
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
 }
 
 fn sink_view(host: &Host) -> Value {

@@ -6,9 +6,10 @@
 //! A scripted Alertmanager answering 503 gets the batch again, one answering
 //! 400 gets it dead-lettered.
 
+use crate::sinks::{self, dead_lettered};
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
-use wasmon_test_support::{AlertmanagerServer, Host, HostOptions, Recorder, guests, metric_value};
+use wasmon_test_support::{AlertmanagerServer, Host, HostOptions, Recorder, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(20);
@@ -74,8 +75,7 @@ fn a_firing_alert_appears_in_alertmanager_is_re_sent_and_resolves_there() {
     let target = Recorder::start();
     let test = "fires_and_resolves";
     let host = Host::start(
-        HostOptions::new(BIN)
-            .config("[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\n")
+        sinks::options("500ms")
             .plugin("http_probe", guests::COLLECTOR_HTTP_PROBE)
             .manifest("http_probe", &probe_manifest(&target))
             .plugin("threshold", guests::RULE_THRESHOLD)
@@ -141,33 +141,23 @@ fn a_firing_alert_appears_in_alertmanager_is_re_sent_and_resolves_there() {
     );
 }
 
-/// The number of events the host dead-lettered for `sink`, whichever name
-/// the metric has.
-fn dead_lettered(host: &Host, sink: &str) -> f64 {
-    let metrics = host.get("/metrics").1;
-    [
-        "wasmon_sink_dead_letter_events_total",
-        "wasmon_sink_dead_letters_total",
-    ]
-    .iter()
-    .filter_map(|name| metric_value(&metrics, name, &[("sink", sink)]))
-    .fold(0.0, f64::max)
-}
-
 #[test]
 fn alertmanager_503_is_retried_and_400_dead_letters_the_batch() {
     let scripted = Recorder::start();
     scripted.set_response(503, "text/plain", "maintenance");
     let rule = |firing: bool| format!("interval = \"100ms\"\n[config]\nfiring = {firing}\n");
     let host = Host::start(
-        HostOptions::new(BIN)
-            .config("[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"100ms\"\nbackoff_max = \"400ms\"\n")
+        sinks::options("400ms")
             .plugin("static", guests::GUEST_RULE_STATIC)
             .manifest("static", &rule(true))
             .plugin("alertmanager", guests::SINK_ALERTMANAGER)
             .manifest(
                 "alertmanager",
-                &sink_manifest(&scripted.addr().to_string(), &scripted.base_url(), "scripted"),
+                &sink_manifest(
+                    &scripted.addr().to_string(),
+                    &scripted.base_url(),
+                    "scripted",
+                ),
             ),
     );
     // 503: the same alert again, with backoff.
@@ -219,11 +209,7 @@ fn alertmanager_503_is_retried_and_400_dead_letters_the_batch() {
 #[test]
 fn the_example_manifest_posts_firing_alerts() {
     let am = AlertmanagerServer::shared();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/plugins.d/alertmanager.toml");
-    let example = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("127.0.0.1:9093", &am.addr());
+    let example = sinks::example("alertmanager.toml").replace("127.0.0.1:9093", &am.addr());
     assert!(
         example.contains(&am.addr()),
         "the example names 127.0.0.1:9093"

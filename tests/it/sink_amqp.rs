@@ -9,6 +9,7 @@
 //! restarted mid-stream.
 
 use crate::amqp::{open, runtime};
+use crate::sinks::{self, metric, post};
 use lapin::options::{
     BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
@@ -17,7 +18,7 @@ use lapin::{Channel, ExchangeKind};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,9 +27,6 @@ const WAIT: Duration = Duration::from_secs(60);
 fn unique(name: &str) -> String {
     format!("itsa-{name}-{}-{}", std::process::id(), fastrand::u32(..))
 }
-
-/// The host's config: no samplers, fast sink retries.
-const CONFIG: &str = "[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\n";
 
 /// A `sink-amqp` manifest publishing `task.*` events to `exchange`; its
 /// `NAME/rabbitmq` breaker backs off at most 1 s, so a broker's return is
@@ -41,36 +39,9 @@ fn manifest(url: &str, exchange: &str, config: &str) -> String {
     )
 }
 
-/// A host with one `sink-amqp` instance per `(name, manifest)`.
-fn start(sinks: &[(&str, String)]) -> Host {
-    let mut options = HostOptions::new(BIN).config(CONFIG);
-    for (name, manifest) in sinks {
-        options = options
-            .plugin(name, guests::SINK_AMQP)
-            .manifest(name, manifest);
-    }
-    let host = Host::start(options);
-    host.wait_ready(WAIT);
-    // Sinks loaded at start read the log from its start; wait for them so
-    // that no event is posted before they are there.
-    host.wait_for_log("plugins loaded", WAIT);
-    host
-}
-
-/// Posts `task.done` events of `service` numbered `range` in one batch; their ids.
-fn post(host: &Host, service: &str, range: std::ops::Range<u32>) -> Vec<String> {
-    let events: Vec<Value> = range
-        .map(|n| json!({"service": service, "event_type": "task.done", "detail": format!("n={n}")}))
-        .collect();
-    let (status, body) = host.post_json("/v1/events/batch", &json!(events));
-    assert!(status.is_success(), "{status}: {body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
-    body["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_str().unwrap().to_string())
-        .collect()
+/// A host with one `sink-amqp` instance per `(name, manifest)`, fast retries.
+fn start(plugins: &[(&str, String)]) -> Host {
+    sinks::start(sinks::options("500ms"), guests::SINK_AMQP, plugins, WAIT)
 }
 
 /// A durable topic exchange with a durable queue bound to it with `binding`.
@@ -162,10 +133,6 @@ fn take_until(
         want.is_subset(&seen).then_some(())
     });
     all
-}
-
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
 }
 
 #[test]
@@ -441,18 +408,12 @@ fn the_example_manifest_publishes_to_wasmon_events_routed_by_type() {
         &queue,
         "wasmon.#",
     ));
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/plugins.d/amqp_sink.toml");
-    let example = std::fs::read_to_string(path).unwrap();
-    let host = Host::start(
-        HostOptions::new(BIN)
-            .config(CONFIG)
-            .env("MONITORING_RMQ_URL", rabbit.amqp_url())
-            .plugin("amqp_sink", guests::SINK_AMQP)
-            .manifest("amqp_sink", &example),
+    let host = sinks::start(
+        sinks::options("500ms").env("MONITORING_RMQ_URL", rabbit.amqp_url()),
+        guests::SINK_AMQP,
+        &[("amqp_sink", sinks::example("amqp_sink.toml"))],
+        WAIT,
     );
-    host.wait_ready(WAIT);
-    host.wait_for_log("plugins loaded", WAIT);
     let ids = post(&host, "example", 0..2);
     let taken = take_until(&rt, &channel, &queue, &ids);
     assert!(taken.iter().all(|m| m.routing_key == "wasmon.task.done"));

@@ -5,10 +5,11 @@
 //! re-sending only the failed items, an item refused with a 4xx
 //! dead-lettered while the rest is indexed, and a 503 retried.
 
+use crate::sinks::{self, dead_lettered, metric};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
-use wasmon_test_support::{EsBulk, Host, HostOptions, StatusCode, guests, metric_value};
+use wasmon_test_support::{EsBulk, Host, HostOptions, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(20);
@@ -27,15 +28,12 @@ password = "${{MONITORING_ES_PASSWORD}}"
         addr = es.addr(),
         url = es.url(),
     );
-    let host = Host::start(
-        HostOptions::new(BIN)
-            .config("[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"100ms\"\nbackoff_max = \"400ms\"\n")
-            .env("MONITORING_ES_PASSWORD", "s3cret")
-            .plugin("es", guests::SINK_ELASTICSEARCH)
-            .manifest("es", &manifest),
-    );
-    host.wait_ready(WAIT);
-    host
+    sinks::start(
+        sinks::options("400ms").env("MONITORING_ES_PASSWORD", "s3cret"),
+        guests::SINK_ELASTICSEARCH,
+        &[("es", manifest)],
+        WAIT,
+    )
 }
 
 /// Ingests one batch of events with these details; returns their ids.
@@ -44,15 +42,7 @@ fn ingest(host: &Host, details: &[&str]) -> Vec<String> {
         .iter()
         .map(|d| json!({"service": "api", "event_type": "note", "detail": d}))
         .collect();
-    let (status, body) = host.post_json("/v1/events/batch", &json!({ "events": events }));
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
-    body["ids"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no ids in {body}"))
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+    sinks::post_batch(host, &json!({ "events": events }))
 }
 
 /// The UTC day `YYYY-MM-DD` of Unix milliseconds, computed independently of the plugin.
@@ -73,22 +63,6 @@ fn ids_by_detail(es: &EsBulk) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
-/// Events the host dead-lettered for `sink`, whichever name the metric has.
-fn dead_lettered(host: &Host, sink: &str) -> f64 {
-    let metrics = host.get("/metrics").1;
-    [
-        "wasmon_sink_dead_letter_events_total",
-        "wasmon_sink_dead_letters_total",
-    ]
-    .iter()
-    .filter_map(|name| metric_value(&metrics, name, &[("sink", sink)]))
-    .fold(0.0, f64::max)
 }
 
 #[test]
@@ -215,22 +189,18 @@ fn a_503_answer_is_retried_until_it_goes_through() {
 #[test]
 fn the_example_manifest_indexes_events_by_day() {
     let es = EsBulk::start();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/plugins.d/elasticsearch.toml");
-    let example = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("127.0.0.1:9200", &es.addr().to_string());
+    let example =
+        sinks::example("elasticsearch.toml").replace("127.0.0.1:9200", &es.addr().to_string());
     assert!(
         example.contains(&es.addr().to_string()),
         "the example names 127.0.0.1:9200"
     );
-    let host = Host::start(
-        HostOptions::new(BIN)
-            .config("[sampling]\nenabled = false\n")
-            .plugin("elasticsearch", guests::SINK_ELASTICSEARCH)
-            .manifest("elasticsearch", &example),
+    let host = sinks::start(
+        HostOptions::new(BIN).config("[sampling]\nenabled = false\n"),
+        guests::SINK_ELASTICSEARCH,
+        &[("elasticsearch", example)],
+        WAIT,
     );
-    host.wait_ready(WAIT);
     let ids = ingest(&host, &["from the example"]);
     es.wait_for_documents(1, WAIT);
     let (index, doc) = es.document(&ids[0]).unwrap();

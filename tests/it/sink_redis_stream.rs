@@ -4,10 +4,11 @@
 //! stream (`WRONGTYPE`) dead-letters the batch; a Redis that is down makes
 //! the sink retry until it is back.
 
-use serde_json::{Value, json};
+use crate::sinks::{self, metric, post};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, RedisServer, RespValue, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, RedisServer, RespValue, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(30);
@@ -20,36 +21,14 @@ fn manifest(url: &str, config: &str) -> String {
     )
 }
 
-fn start(sinks: &[(&str, String)]) -> Host {
-    let mut options = HostOptions::new(BIN).config(
-        "[sampling]\nenabled = false\n[plugins.defaults]\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\n",
-    );
-    for (name, manifest) in sinks {
-        options = options
-            .plugin(name, guests::SINK_REDIS_STREAM)
-            .manifest(name, manifest);
-    }
-    let host = Host::start(options);
-    host.wait_ready(WAIT);
-    // Sinks loaded at start read the log from its start; wait for them so
-    // that no event is posted before they are there.
-    host.wait_for_log("plugins loaded", WAIT);
-    host
-}
-
-fn post(host: &Host, service: &str, range: std::ops::Range<u32>) -> Vec<String> {
-    let events: Vec<Value> = range
-        .map(|n| json!({"service": service, "event_type": "task.done", "detail": format!("n={n}")}))
-        .collect();
-    let (status, body) = host.post_json("/v1/events/batch", &json!(events));
-    assert!(status.is_success(), "{status}: {body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
-    body["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_str().unwrap().to_string())
-        .collect()
+/// A host with one `sink-redis-stream` instance per `(name, manifest)`, fast retries.
+fn start(plugins: &[(&str, String)]) -> Host {
+    sinks::start(
+        sinks::options("500ms"),
+        guests::SINK_REDIS_STREAM,
+        plugins,
+        WAIT,
+    )
 }
 
 fn text(value: &RespValue) -> String {
@@ -134,8 +113,8 @@ fn every_event_is_a_stream_entry_with_its_id_and_the_stream_is_trimmed() {
     // MAXLEN ~ 100: trimmed near 100 (whole macro nodes of 100 entries), and
     // what is kept is the newest.
     host.wait_until(WAIT, || {
-        let delivered = metric_value(
-            &host.get("/metrics").1,
+        let delivered = metric(
+            &host,
             "wasmon_sink_delivered_events_total",
             &[("sink", "trimmed")],
         );
@@ -160,8 +139,8 @@ fn a_key_that_is_not_a_stream_is_dead_lettered_and_a_dead_redis_is_retried() {
     ]);
     let ids = post(&host, "edge", 0..3);
     host.wait_until(WAIT, || {
-        let n = metric_value(
-            &host.get("/metrics").1,
+        let n = metric(
+            &host,
             "wasmon_sink_dead_letters_total",
             &[("sink", "wrongtype")],
         );
@@ -188,8 +167,8 @@ fn a_key_that_is_not_a_stream_is_dead_lettered_and_a_dead_redis_is_retried() {
     let got_ids: BTreeSet<&str> = got.iter().map(|e| field(e, "id")).collect();
     let want: BTreeSet<&str> = ids.iter().chain(&later).map(String::as_str).collect();
     assert_eq!(got_ids, want, "every event once the server answers again");
-    let dead = metric_value(
-        &host.get("/metrics").1,
+    let dead = metric(
+        &host,
         "wasmon_sink_dead_letters_total",
         &[("sink", "stream")],
     );
@@ -199,18 +178,14 @@ fn a_key_that_is_not_a_stream_is_dead_lettered_and_a_dead_redis_is_retried() {
 #[test]
 fn the_example_manifest_appends_to_wasmon_events() {
     let redis = RedisServer::start();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/plugins.d/redis_stream.toml");
-    let example = std::fs::read_to_string(path).unwrap();
-    let host = Host::start(
+    let host = sinks::start(
         HostOptions::new(BIN)
             .config("[sampling]\nenabled = false\n")
-            .env("MONITORING_REDIS_PORT", redis.port().to_string())
-            .plugin("redis_stream", guests::SINK_REDIS_STREAM)
-            .manifest("redis_stream", &example),
+            .env("MONITORING_REDIS_PORT", redis.port().to_string()),
+        guests::SINK_REDIS_STREAM,
+        &[("redis_stream", sinks::example("redis_stream.toml"))],
+        WAIT,
     );
-    host.wait_ready(WAIT);
-    host.wait_for_log("plugins loaded", WAIT);
     let ids = post(&host, "example", 0..2);
     let got = host.wait_until(WAIT, || {
         let got = entries(&redis, "wasmon:events");

@@ -49,11 +49,15 @@ impl IngestHandler {
         }
     }
 
-    fn refuse(&self, reason: &str, detail: &str) {
+    fn count(&self, reason: &str) {
         self.telemetry
             .ingest_rejected
             .with_label_values(&[&self.route, reason])
             .inc();
+    }
+
+    fn refuse(&self, reason: &str, detail: &str) {
+        self.count(reason);
         tracing::warn!(route = %self.route, reason, %detail, "amqp message refused; dead-lettered");
     }
 
@@ -71,33 +75,25 @@ impl IngestHandler {
             self.refuse("body_too_large", &detail);
             return Err(HandlerError::Reject(detail));
         }
-        match self.ingest.record_message(body).await {
-            Ok(_) => Ok(()),
-            // Larger than the whole log: a redelivery cannot fit either.
-            Err(RecordError::Log(error @ AppendError::TooLarge { .. })) => {
-                let detail = error.to_string();
-                self.refuse("log_too_large", &detail);
-                Err(HandlerError::Reject(detail))
-            }
-            Err(RecordError::Log(error)) => {
-                self.telemetry
-                    .ingest_rejected
-                    .with_label_values(&[&self.route, "log_unavailable"])
-                    .inc();
-                Err(HandlerError::Retry(error.to_string()))
-            }
-            Err(RecordError::Refused(error @ IngestError::TooManyServices(_))) => {
-                self.telemetry
-                    .ingest_rejected
-                    .with_label_values(&[&self.route, error.reason()])
-                    .inc();
-                Err(HandlerError::Retry(error.to_string()))
-            }
-            Err(RecordError::Refused(error)) => {
-                let detail = error.to_string();
-                self.refuse(error.reason(), &detail);
-                Err(HandlerError::Reject(detail))
-            }
+        let Err(error) = self.ingest.record_message(body).await else {
+            return Ok(());
+        };
+        // Whether a redelivery may succeed: a full or failing log, or the
+        // service table at its cap, may take it later; a log it is larger
+        // than, or a payload refused, never will.
+        let (reason, retry) = match &error {
+            RecordError::Log(AppendError::TooLarge { .. }) => ("log_too_large", false),
+            RecordError::Log(_) => ("log_unavailable", true),
+            RecordError::Refused(e @ IngestError::TooManyServices(_)) => (e.reason(), true),
+            RecordError::Refused(e) => (e.reason(), false),
+        };
+        let detail = error.to_string();
+        if retry {
+            self.count(reason);
+            Err(HandlerError::Retry(detail))
+        } else {
+            self.refuse(reason, &detail);
+            Err(HandlerError::Reject(detail))
         }
     }
 }

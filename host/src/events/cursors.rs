@@ -35,17 +35,23 @@ pub fn load(dir: &Path) -> HashMap<String, u64> {
 
 /// Writes the cursors atomically.
 pub fn save(dir: &Path, cursors: &HashMap<String, u64>) -> Result<()> {
-    let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
     let bytes = serde_json::to_vec(cursors).context("failed to encode the sink cursors")?;
-    let mut file = std::fs::File::create(&tmp)
+    write_atomic(&dir.join(FILE), &dir.join(format!("{FILE}.tmp")), &bytes)
+}
+
+/// Replaces `path` with `bytes` atomically: written to `tmp`, synced,
+/// renamed over `path`, and the directory synced.
+pub fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::File::create(tmp)
         .with_context(|| format!("failed to create {}", tmp.display()))?;
-    file.write_all(&bytes)
+    file.write_all(bytes)
         .and_then(|()| file.sync_data())
         .with_context(|| format!("failed to write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("failed to replace {}", path.display()))?;
-    sync_dir(dir)
+    std::fs::rename(tmp, path).with_context(|| format!("failed to replace {}", path.display()))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 /// Makes a directory's entries (a new, renamed or deleted file) durable.

@@ -59,8 +59,6 @@ pub struct Summary {
     pub batches: usize,
     /// Events in them.
     pub events: usize,
-    /// Their size as JSON.
-    pub bytes: u64,
     /// Batches queued for replay.
     pub replaying: usize,
     /// When the sink's next retry is due (Unix milliseconds), while it waits.
@@ -88,7 +86,7 @@ struct SinkLetters {
 
 impl DeadLetters {
     /// A store kept in memory only.
-    pub fn in_memory(max_batches: usize, max_bytes: u64) -> DeadLetters {
+    fn in_memory(max_batches: usize, max_bytes: u64) -> DeadLetters {
         DeadLetters {
             dir: None,
             max_batches: max_batches.max(1),
@@ -138,7 +136,7 @@ impl DeadLetters {
 
     /// Stores a batch `sink` failed to deliver, durably when the store has a
     /// directory, dropping the oldest batches past the bounds. Blocking
-    /// (file writes and fsync).
+    /// (file writes and fsync), but the store stays unlocked while it writes.
     pub fn add(
         &self,
         sink: &str,
@@ -146,10 +144,14 @@ impl DeadLetters {
         error: &str,
         events: &[Arc<Event>],
     ) -> anyhow::Result<Added> {
-        let mut sinks = self.sinks.lock();
-        let letters = sinks.entry(sink.to_string()).or_default();
+        let id = {
+            let mut sinks = self.sinks.lock();
+            let letters = sinks.entry(sink.to_string()).or_default();
+            letters.next_id += 1;
+            letters.next_id - 1
+        };
         let letter = DeadLetter {
-            id: letters.next_id,
+            id,
             sink: sink.to_string(),
             reason: reason.to_string(),
             error: error.to_string(),
@@ -158,28 +160,33 @@ impl DeadLetters {
         };
         let bytes = serde_json::to_vec(&letter).context("cannot encode a dead letter")?;
         if let Some(dir) = &self.dir {
-            write_atomic(&dir.join(sink), letter.id, &bytes)?;
+            write_atomic(&dir.join(sink), id, &bytes)?;
         }
-        let id = letter.id;
-        letters.next_id += 1;
-        letters.bytes += bytes.len() as u64;
-        letters
-            .letters
-            .insert(id, (Arc::new(letter), bytes.len() as u64));
+        let size = bytes.len() as u64;
         let mut added = Added {
             id,
             ..Added::default()
         };
-        while letters.letters.len() > self.max_batches
-            || (letters.bytes > self.max_bytes && letters.letters.len() > 1)
+        let mut dropped = Vec::new();
         {
-            let Some((old, (letter, size))) = letters.letters.pop_first() else {
-                break;
-            };
-            letters.bytes = letters.bytes.saturating_sub(size);
-            letters.replay.retain(|r| *r != old);
-            added.dropped_batches += 1;
-            added.dropped_events += letter.events.len() as u64;
+            let mut sinks = self.sinks.lock();
+            let letters = sinks.entry(sink.to_string()).or_default();
+            letters.bytes += size;
+            letters.letters.insert(id, (Arc::new(letter), size));
+            while letters.letters.len() > self.max_batches
+                || (letters.bytes > self.max_bytes && letters.letters.len() > 1)
+            {
+                let Some((old, (letter, size))) = letters.letters.pop_first() else {
+                    break;
+                };
+                letters.bytes = letters.bytes.saturating_sub(size);
+                letters.replay.retain(|r| *r != old);
+                added.dropped_batches += 1;
+                added.dropped_events += letter.events.len() as u64;
+                dropped.push(old);
+            }
+        }
+        for old in dropped {
             self.remove_file(sink, old);
         }
         Ok(added)
@@ -213,7 +220,6 @@ impl DeadLetters {
         sinks.get(sink).map_or_else(Summary::default, |l| Summary {
             batches: l.letters.len(),
             events: l.letters.values().map(|(d, _)| d.events.len()).sum(),
-            bytes: l.bytes,
             replaying: l.replay.len(),
             retry_at_ms: l.retry_at_ms,
         })

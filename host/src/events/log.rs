@@ -8,7 +8,7 @@ use super::keys::Keys;
 use super::segments::{self, Segment};
 use super::writer::{Job, Queue};
 use crate::model::Event;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +65,13 @@ impl LogMetrics {
             counter.with_label_values(&[sink, reason]).inc_by(n);
         }
     }
+
+    /// Sets `wasmon_event_log_bytes`.
+    pub(super) fn set_bytes(&self, bytes: u64) {
+        if let Some(gauge) = &self.bytes {
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// How a durable log behaves, from `[storage]`.
@@ -89,8 +96,6 @@ pub(super) struct State {
     pub end: u64,
     /// The segments on disk, oldest first (durable logs only).
     pub segments: Vec<Segment>,
-    pub disk_bytes: u64,
-    pub disk_events: u64,
     pub cursors: HashMap<String, u64>,
     pub cursors_dirty: bool,
     /// The sinks loaded since start: only their cursors hold segments back
@@ -136,6 +141,11 @@ impl State {
         }
     }
 
+    /// Bytes of the segments on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
     /// The lowest cursor of any sink loaded since start (`u64::MAX` with none).
     pub fn min_cursor(&self) -> u64 {
         self.cursors
@@ -160,18 +170,15 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Publishes written events: the tail, the end, live subscribers.
-    pub fn publish(&self, events: &[(u64, Arc<Event>)]) {
-        if events.is_empty() {
-            return;
+    /// Publishes written events: the tail (under `state`, which the caller
+    /// holds for its own bookkeeping and which is released here), then the
+    /// end and live subscribers.
+    pub fn publish(&self, mut state: MutexGuard<'_, State>, events: &[(u64, Arc<Event>)]) {
+        for (seq, event) in events {
+            state.push_tail(*seq, event.clone(), &self.metrics);
         }
-        let end = {
-            let mut state = self.state.lock();
-            for (seq, event) in events {
-                state.push_tail(*seq, event.clone(), &self.metrics);
-            }
-            state.end
-        };
+        let end = state.end;
+        drop(state);
         for (_, event) in events {
             self.live.recorded(event);
         }
@@ -215,8 +222,6 @@ impl EventLog {
                     max_tail_bytes: TAIL_BYTES,
                     end: 0,
                     segments: Vec::new(),
-                    disk_bytes: 0,
-                    disk_events: 0,
                     cursors: HashMap::new(),
                     cursors_dirty: false,
                     registered: Default::default(),
@@ -282,8 +287,7 @@ impl EventLog {
     /// commit; should that fail, they are lost and counted (`full`).
     pub fn append_all(&self, events: impl IntoIterator<Item = Event>) -> u64 {
         let events: Vec<(Event, Option<String>)> = events.into_iter().map(|e| (e, None)).collect();
-        let (next, _) = self.enqueue(events, None);
-        next
+        self.enqueue(events, None)
     }
 
     /// Appends events and resolves once they are durable (on disk, synced
@@ -300,11 +304,10 @@ impl EventLog {
         events: Vec<(Event, Option<String>)>,
     ) -> Result<u64, AppendError> {
         if self.shared.disk.is_none() {
-            let (next, _) = self.enqueue(events, None);
-            return Ok(next);
+            return Ok(self.enqueue(events, None));
         }
         let (tx, rx) = oneshot::channel();
-        let (next, _) = self.enqueue(events, Some(tx));
+        let next = self.enqueue(events, Some(tx));
         match rx.await {
             Ok(Ok(())) => Ok(next),
             Ok(Err(error)) => Err(error),
@@ -318,39 +321,29 @@ impl EventLog {
         &self,
         events: Vec<(Event, Option<String>)>,
         waiter: Option<oneshot::Sender<Result<(), AppendError>>>,
-    ) -> (u64, ()) {
+    ) -> u64 {
         let shared = &self.shared;
         let n = events.len() as u64;
         if shared.disk.is_none() {
-            let published: Vec<_>;
-            let next = {
-                // Numbered under the lock, so the tail stays in order.
-                let mut state = shared.state.lock();
-                let first = shared.next_seq.fetch_add(n, Ordering::Relaxed);
-                published = events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (e, _))| (first + i as u64, Arc::new(e)))
-                    .collect();
-                for (seq, event) in &published {
-                    state.push_tail(*seq, event.clone(), &shared.metrics);
-                }
-                first + n
-            };
-            for (_, event) in &published {
-                shared.live.recorded(event);
-            }
-            shared.end.send_replace(next);
+            // Numbered under the lock, so the tail stays in order.
+            let state = shared.state.lock();
+            let first = shared.next_seq.fetch_add(n, Ordering::Relaxed);
+            let published: Vec<_> = events
+                .into_iter()
+                .zip(first..)
+                .map(|((e, _), seq)| (seq, Arc::new(e)))
+                .collect();
+            shared.publish(state, &published);
             if let Some(waiter) = waiter {
                 let _ = waiter.send(Ok(()));
             }
-            return (next, ());
+            return first + n;
         }
         if n == 0 {
             if let Some(waiter) = waiter {
                 let _ = waiter.send(Ok(()));
             }
-            return (shared.next_seq.load(Ordering::Relaxed), ());
+            return shared.next_seq.load(Ordering::Relaxed);
         }
         let first = shared.next_seq.fetch_add(n, Ordering::Relaxed);
         // Encoded by the caller, so concurrent appends serialise in parallel.
@@ -360,12 +353,12 @@ impl EventLog {
             if queue.closing {
                 drop(queue);
                 job.finish(Err(AppendError::Closed), shared);
-                return (first + n, ());
+                return first + n;
             }
             queue.jobs.push(job);
         }
         shared.wake.notify_one();
-        (first + n, ())
+        first + n
     }
 
     /// The id an `idempotency_key` was recorded as within
@@ -438,10 +431,7 @@ impl EventLog {
                 .iter()
                 .filter(|s| s.last.is_some_and(|l| l >= start))
                 .take(4)
-                .map(|s| Segment {
-                    index: s.index.clone(),
-                    ..s.clone()
-                })
+                .cloned()
                 .collect();
             (skipped, (start, older))
         };
@@ -516,7 +506,8 @@ impl EventLog {
     pub fn len(&self) -> usize {
         let state = self.shared.state.lock();
         if state.durable {
-            usize::try_from(state.disk_events).unwrap_or(usize::MAX)
+            let events: u64 = state.segments.iter().map(|s| s.events).sum();
+            usize::try_from(events).unwrap_or(usize::MAX)
         } else {
             state.tail.len()
         }
@@ -529,7 +520,7 @@ impl EventLog {
 
     /// Bytes of the segments on disk (0 in memory).
     pub fn disk_bytes(&self) -> u64 {
-        self.shared.state.lock().disk_bytes
+        self.shared.state.lock().disk_bytes()
     }
 
     /// Writes what is queued, syncs, persists the cursors and stops the

@@ -17,7 +17,6 @@ use super::writer;
 use crate::config::{Durability, StorageConfig, WhenFull};
 use crate::model::Event;
 use anyhow::{Context, Result};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -53,9 +52,16 @@ impl EventLog {
             segment_bytes: (storage.max_bytes.0 / 8).clamp(MIN_SEGMENT, MAX_SEGMENT),
         };
         let window_ms = u64::try_from(key_window.as_millis()).unwrap_or(u64::MAX);
-        let mut keys = Keys::new(window_ms, max_keys);
-        let mut tail: VecDeque<(u64, Arc<Event>)> = VecDeque::new();
-        let mut segments = Vec::new();
+        let log = EventLog::build(
+            storage.memory_events,
+            Some(disk),
+            metrics,
+            Keys::new(window_ms, max_keys),
+        )
+        .with_live(live);
+        let shared = &log.shared;
+        let mut state = shared.state.lock();
+        let mut keys = shared.keys.lock();
         let now_ms = crate::time::now_ms();
         let mut corrupt_total = 0;
         let mut end = 0;
@@ -63,71 +69,54 @@ impl EventLog {
             let Some(first) = segment_first(&path) else {
                 continue;
             };
-            let (segment, corrupt) = recover_segment(
-                &path,
-                first,
-                &mut tail,
-                storage.memory_events,
-                |key, id, t| {
-                    if now_ms.saturating_sub(t) < window_ms {
-                        keys.insert(key, id, t);
-                    }
-                },
-            );
+            let (segment, corrupt) = recover_segment(&path, first, |seq, event, key| {
+                if let Some(key) = key
+                    && now_ms.saturating_sub(event.time_ms) < window_ms
+                {
+                    keys.insert(key, event.id.clone(), event.time_ms);
+                }
+                state.push_tail(seq, Arc::new(event), &shared.metrics);
+            });
             corrupt_total += corrupt;
-            if let Some(counter) = &metrics.corrupt {
+            if let Some(counter) = &shared.metrics.corrupt {
                 counter.inc_by(corrupt);
             }
             if let Some(last) = segment.last {
                 end = end.max(last + 1);
             }
             end = end.max(first);
-            segments.push(segment);
+            state.segments.push(segment);
         }
         // Empty segments before the last one hold nothing: remove them.
-        let last = segments.len().saturating_sub(1);
-        let mut kept = Vec::with_capacity(segments.len());
-        for (i, segment) in segments.into_iter().enumerate() {
-            if segment.events == 0 && i < last {
+        let last = state.segments.len().saturating_sub(1);
+        let mut i = 0;
+        state.segments.retain(|segment| {
+            let keep = segment.events > 0 || i == last;
+            if !keep {
                 let _ = std::fs::remove_file(&segment.path);
-            } else {
-                kept.push(segment);
             }
-        }
-        let cursors = cursors::load(&dir);
-        let highest_cursor = cursors.values().copied().max().unwrap_or(0);
+            i += 1;
+            keep
+        });
+        state.cursors = cursors::load(&dir);
+        let highest_cursor = state.cursors.values().copied().max().unwrap_or(0);
         let end = end.max(highest_cursor);
-        let disk_bytes: u64 = kept.iter().map(|s| s.bytes).sum();
-        let disk_events: u64 = kept.iter().map(|s| s.events).sum();
+        let disk_bytes = state.disk_bytes();
         tracing::info!(
             dir = %dir.display(),
-            segments = kept.len(),
-            events = disk_events,
+            segments = state.segments.len(),
+            events = state.segments.iter().map(|s| s.events).sum::<u64>(),
             bytes = disk_bytes,
             corrupt = corrupt_total,
             next = end,
             keys = keys.len(),
             "event log opened"
         );
-        if let Some(gauge) = &metrics.bytes {
-            gauge.set(i64::try_from(disk_bytes).unwrap_or(i64::MAX));
-        }
-        let log = EventLog::build(storage.memory_events, Some(disk), metrics, keys).with_live(live);
-        {
-            let shared = &log.shared;
-            let mut state = shared.state.lock();
-            for (seq, event) in tail {
-                state.tail_bytes += event.approx_bytes();
-                state.tail.push_back((seq, event));
-            }
-            state.end = end;
-            state.segments = kept;
-            state.disk_bytes = disk_bytes;
-            state.disk_events = disk_events;
-            state.cursors = cursors;
-            shared.next_seq.store(end, Ordering::Relaxed);
-            shared.end.send_replace(end);
-        }
+        shared.metrics.set_bytes(disk_bytes);
+        state.end = end;
+        shared.next_seq.store(end, Ordering::Relaxed);
+        shared.end.send_replace(end);
+        drop((state, keys));
         let shared = log.shared.clone();
         let handle = std::thread::Builder::new()
             .name("wasmon-event-log".into())
@@ -152,13 +141,12 @@ fn segment_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads one segment back, repairing it; returns it and how many damaged
-/// stretches were skipped. `key` gets each stored idempotency key.
+/// stretches were skipped. `record` gets each record kept: its sequence
+/// number, event and idempotency key.
 fn recover_segment(
     path: &Path,
     first: u64,
-    tail: &mut VecDeque<(u64, Arc<Event>)>,
-    tail_max: usize,
-    mut key: impl FnMut(String, String, u64),
+    mut record: impl FnMut(u64, Event, Option<String>),
 ) -> (Segment, u64) {
     let mut segment = Segment::new(path.to_path_buf(), first);
     let buf = match std::fs::read(path) {
@@ -200,7 +188,7 @@ fn recover_segment(
                 clean.extend_from_slice(bytes);
             }
         }
-        if let Err(error) = rewrite(path, &clean) {
+        if let Err(error) = cursors::write_atomic(path, &path.with_extension("repair"), &clean) {
             tracing::error!(segment = %path.display(), error = %format!("{error:#}"), "cannot repair an event log segment; left out");
             return (segment, scan.corrupt.len() as u64);
         }
@@ -209,27 +197,7 @@ fn recover_segment(
     for rec in scan.records {
         segment.note(rec.seq, offset, rec.bytes, rec.stored.event.time_ms);
         offset += rec.bytes;
-        if let Some(k) = rec.stored.key {
-            key(k, rec.stored.event.id.clone(), rec.stored.event.time_ms);
-        }
-        tail.push_back((rec.seq, Arc::new(rec.stored.event)));
-        if tail.len() > tail_max {
-            tail.pop_front();
-        }
+        record(rec.seq, rec.stored.event, rec.stored.key);
     }
     (segment, scan.corrupt.len() as u64)
-}
-
-/// Replaces `path` with `bytes` atomically.
-fn rewrite(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("repair");
-    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write {}", tmp.display()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("failed to sync {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("failed to replace {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        cursors::sync_dir(dir)?;
-    }
-    Ok(())
 }

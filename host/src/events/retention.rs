@@ -12,7 +12,7 @@ use super::log::{Disk, Shared, State};
 pub fn make_room(shared: &Shared, disk: &Disk, size: u64) -> bool {
     let mut state = shared.state.lock();
     loop {
-        if state.disk_bytes + size <= disk.max_bytes {
+        if state.disk_bytes() + size <= disk.max_bytes {
             return true;
         }
         if state.segments.len() < 2 {
@@ -51,7 +51,7 @@ pub fn by_age(shared: &Shared, disk: &Disk, now_ms: u64) -> bool {
 
 fn make_room_passed(shared: &Shared, disk: &Disk) {
     let mut state = shared.state.lock();
-    while state.disk_bytes > disk.max_bytes && state.segments.len() > 1 {
+    while state.disk_bytes() > disk.max_bytes && state.segments.len() > 1 {
         let min = state.min_cursor();
         if state.segments[0].last.is_some_and(|l| l >= min) {
             break;
@@ -66,8 +66,6 @@ fn delete_oldest(shared: &Shared, state: &mut State, reason: &str) {
         return;
     }
     let segment = state.segments.remove(0);
-    state.disk_bytes = state.disk_bytes.saturating_sub(segment.bytes);
-    state.disk_events = state.disk_events.saturating_sub(segment.events);
     let mut lost = 0;
     for (sink, &cursor) in &state.cursors {
         if !state.registered.contains(sink) {
@@ -77,9 +75,7 @@ fn delete_oldest(shared: &Shared, state: &mut State, reason: &str) {
         lost += n;
         shared.metrics.dropped(sink, reason, n);
     }
-    if let Some(gauge) = &shared.metrics.bytes {
-        gauge.set(i64::try_from(state.disk_bytes).unwrap_or(i64::MAX));
-    }
+    shared.metrics.set_bytes(state.disk_bytes());
     match std::fs::remove_file(&segment.path) {
         Ok(()) => tracing::info!(
             segment = %segment.path.display(),

@@ -86,11 +86,11 @@ impl Job {
         {
             // Nobody to tell: the events are lost for every sink.
             tracing::warn!(events = self.events.len(), %error, "events not recorded in the event log");
-            let sinks: Vec<String> = shared.state.lock().registered.iter().cloned().collect();
-            for sink in sinks {
+            let state = shared.state.lock();
+            for sink in &state.registered {
                 shared
                     .metrics
-                    .dropped(&sink, "full", self.events.len() as u64);
+                    .dropped(sink, "full", self.events.len() as u64);
             }
         }
         if let Some(waiter) = self.waiter {
@@ -196,6 +196,8 @@ fn commit(shared: &Shared, disk: &super::log::Disk, active: &mut Option<Active>,
     }
     let mut written: Vec<Job> = Vec::with_capacity(run.len());
     let mut start_len = None;
+    // Bytes written in this run: on disk, not yet in their segment's size.
+    let mut in_flight = 0;
     // A segment that could not be cut back after a failed write: the rest of
     // the run is refused and the next write starts a new segment.
     let mut broken = false;
@@ -218,7 +220,7 @@ fn commit(shared: &Shared, disk: &super::log::Disk, active: &mut Option<Active>,
             );
             continue;
         }
-        if !retention::make_room(shared, disk, size) {
+        if !retention::make_room(shared, disk, in_flight + size) {
             job.finish(
                 Err(AppendError::Full {
                     retry_after: RETRY_AFTER,
@@ -244,8 +246,7 @@ fn commit(shared: &Shared, disk: &super::log::Disk, active: &mut Option<Active>,
         match a.file.write_all(&job.buf) {
             Ok(()) => {
                 a.len += size;
-                // Counted now, so the next job's room check sees it.
-                shared.state.lock().disk_bytes += size;
+                in_flight += size;
                 written.push(job);
             }
             Err(error) => {
@@ -267,8 +268,6 @@ fn commit(shared: &Shared, disk: &super::log::Disk, active: &mut Option<Active>,
     };
     if let Err((error, start)) = synced {
         tracing::warn!(%error, "event log sync failed; the appends are refused");
-        let bytes: u64 = written.iter().map(|j| j.buf.len() as u64).sum();
-        shared.state.lock().disk_bytes -= bytes;
         if let (Some(a), Some(start)) = (active.as_mut(), start)
             && !truncate(a, start)
         {
@@ -282,32 +281,22 @@ fn commit(shared: &Shared, disk: &super::log::Disk, active: &mut Option<Active>,
         }
         return;
     }
-    let mut published = Vec::with_capacity(written.iter().map(|j| j.events.len()).sum());
-    {
-        let mut state = shared.state.lock();
-        let mut offset = start_len.unwrap_or(0);
-        if let Some(segment) = state.segments.last_mut() {
-            for job in &written {
-                for (i, (event, len)) in job.events.iter().zip(&job.lens).enumerate() {
-                    segment.note(job.first + i as u64, offset, u64::from(*len), event.time_ms);
-                    offset += u64::from(*len);
-                }
+    let published: Vec<(u64, Arc<Event>)> = written
+        .iter()
+        .flat_map(|job| (job.first..).zip(job.events.iter().cloned()))
+        .collect();
+    let mut state = shared.state.lock();
+    let mut offset = start_len.unwrap_or(0);
+    if let Some(segment) = state.segments.last_mut() {
+        for job in &written {
+            for ((seq, event), len) in (job.first..).zip(&job.events).zip(&job.lens) {
+                segment.note(seq, offset, u64::from(*len), event.time_ms);
+                offset += u64::from(*len);
             }
         }
-        state.disk_events += written.iter().map(|j| j.events.len() as u64).sum::<u64>();
-        if let Some(gauge) = &shared.metrics.bytes {
-            gauge.set(i64::try_from(state.disk_bytes).unwrap_or(i64::MAX));
-        }
     }
-    for job in &written {
-        published.extend(
-            job.events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (job.first + i as u64, e.clone())),
-        );
-    }
-    shared.publish(&published);
+    shared.metrics.set_bytes(state.disk_bytes());
+    shared.publish(state, &published);
     for job in written {
         job.finish(Ok(()), shared);
     }

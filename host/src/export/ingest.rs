@@ -94,6 +94,15 @@ struct Rejection {
 }
 
 impl Rejection {
+    /// A refusal that a retry cannot fix (no `Retry-After`).
+    fn new(reason: &'static str, status: StatusCode, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            error: ApiError::new(status, detail),
+            retry_after: None,
+        }
+    }
+
     fn into_response(self) -> Response {
         let mut response = self.error.into_response();
         if let Some(seconds) = self.retry_after {
@@ -113,11 +122,7 @@ impl From<IngestError> for Rejection {
             IngestError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::TooManyServices(_) => StatusCode::TOO_MANY_REQUESTS,
         };
-        Rejection {
-            reason: error.reason(),
-            error: ApiError::new(status, error.to_string()),
-            retry_after: None,
-        }
+        Rejection::new(error.reason(), status, error.to_string())
     }
 }
 
@@ -187,22 +192,21 @@ async fn read_json_body(
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"));
     if let Err(detail) = check_json_content_type(content_type) {
-        return Err(Rejection {
-            reason: "unsupported_media_type",
-            error: ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail),
-            retry_after: None,
-        });
+        return Err(Rejection::new(
+            "unsupported_media_type",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            detail,
+        ));
     }
     let limit = state.config.server.max_body_bytes.as_usize();
-    let too_large = |size: &str| Rejection {
-        reason: "body_too_large",
-        error: ApiError::new(
+    let too_large = |size: &str| {
+        Rejection::new(
+            "body_too_large",
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "request body {size}exceeds the limit of {limit} bytes (server.max_body_bytes)"
             ),
-        ),
-        retry_after: None,
+        )
     };
     let declared = request
         .headers()
@@ -222,19 +226,17 @@ async fn read_json_body(
                 too_large("")
             } else if super::server::is_body_timeout(&*error) {
                 // The server answers 408 and closes the connection.
-                Rejection {
-                    reason: "body_timeout",
-                    error: ApiError::new(StatusCode::REQUEST_TIMEOUT, error.to_string()),
-                    retry_after: None,
-                }
+                Rejection::new(
+                    "body_timeout",
+                    StatusCode::REQUEST_TIMEOUT,
+                    error.to_string(),
+                )
             } else {
-                Rejection {
-                    reason: "body_read",
-                    error: ApiError::bad_request(format!(
-                        "failed to read the request body: {error}"
-                    )),
-                    retry_after: None,
-                }
+                Rejection::new(
+                    "body_read",
+                    StatusCode::BAD_REQUEST,
+                    format!("failed to read the request body: {error}"),
+                )
             }
         })?
         .to_bytes();

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Json, middleware};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -69,6 +69,19 @@ impl From<ShadowError> for ApiError {
     }
 }
 
+/// How an admin route refuses a client (`auth::require_admin`), declared
+/// once for every admin route of this file.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documentation only: the handlers answer ApiError")]
+enum AdminRefusals {
+    /// Missing or wrong admin token
+    #[response(status = 401)]
+    Unauthorized(ApiError),
+    /// No admin token is set and the client is not on loopback
+    #[response(status = 403)]
+    Forbidden(ApiError),
+}
+
 const NAME_PARAM: &str = "The rule's name: `^[a-zA-Z][a-zA-Z0-9_]*$` (400 otherwise)";
 
 /// `GET /api/plugins/{name}/shadow`.
@@ -104,8 +117,7 @@ async fn get_shadow(State(state): AppRef, Path(name): Path<String>) -> ApiResult
     responses(
         (status = 201, description = "The shadow runs", body = ShadowView),
         (status = 400, description = "Invalid name, empty body, or a manifest that is not UTF-8", body = ApiError),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
+        AdminRefusals,
         (status = 404, description = "No such rule", body = ApiError),
         (status = 409, description = "The plugin is not a rule, or the shadow is not a rule (a collector as the shadow of a rule)", body = ApiError),
         (status = 413, description = "Larger than 64 MiB", body = ApiError),
@@ -178,8 +190,7 @@ struct Discarded {
     responses(
         (status = 200, description = "Discarded", body = Discarded),
         (status = 400, description = "Invalid name", body = ApiError),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
+        AdminRefusals,
         (status = 404, description = "No such rule, or it has no shadow", body = ApiError),
         (status = 409, description = "The plugin is not a rule", body = ApiError),
     )
@@ -233,8 +244,7 @@ fn swapped(state: &AppState, name: &str, outcome: LoadOutcome) -> ApiResult<Json
     responses(
         (status = 200, description = "The shadow serves", body = Swapped),
         (status = 400, description = "Invalid name", body = ApiError),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
+        AdminRefusals,
         (status = 404, description = "No such rule, or it has no shadow", body = ApiError),
         (status = 409, description = "The plugin is not a rule", body = ApiError),
         (status = 422, description = "The reload failed; the previous version keeps serving", body = ApiError),
@@ -258,8 +268,7 @@ async fn promote(State(state): AppRef, Path(name): Path<String>) -> ApiResult<Js
     responses(
         (status = 200, description = "The previous version serves", body = Swapped),
         (status = 400, description = "Invalid name", body = ApiError),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
+        AdminRefusals,
         (status = 404, description = "No such rule", body = ApiError),
         (status = 409, description = "Not a rule, or no previous version", body = ApiError),
         (status = 422, description = "The reload failed", body = ApiError),
@@ -269,14 +278,6 @@ async fn rollback(State(state): AppRef, Path(name): Path<String>) -> ApiResult<J
     checked_name(&name)?;
     let outcome = state.plugins.rollback(&name).await?;
     swapped(&state, &name, outcome)
-}
-
-/// `POST /api/plugins/{name}/backtest` parameters.
-#[derive(Deserialize)]
-struct BacktestParams {
-    window: Option<String>,
-    step: Option<String>,
-    version: Option<String>,
 }
 
 fn duration(key: &str, text: &str) -> ApiResult<std::time::Duration> {
@@ -301,8 +302,7 @@ fn duration(key: &str, text: &str) -> ApiResult<std::time::Duration> {
     responses(
         (status = 200, description = "The timeline", body = BacktestReport),
         (status = 400, description = "Invalid name, a window beyond `store.history_window` or zero, a bad step or version, or more than `max_steps` steps or `max_points` points", body = ApiError),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is set and the client is not on loopback", body = ApiError),
+        AdminRefusals,
         (status = 404, description = "No such rule, or no shadow for `version=shadow`", body = ApiError),
         (status = 409, description = "Not a rule, or a backtest is already running", body = ApiError),
         (status = 422, description = "The version's instance could not start", body = ApiError),
@@ -322,28 +322,16 @@ async fn backtest(
             "unknown parameter {unknown:?}: window, step and version are"
         )));
     }
-    let params = BacktestParams {
-        window: params.get("window").cloned(),
-        step: params.get("step").cloned(),
-        version: params.get("version").cloned(),
-    };
     let (resolution, history_window) = state.store.history_limits();
-    let window = match &params.window {
+    let window = match params.get("window") {
         Some(text) => duration("window", text)?,
         None => history_window,
     };
-    if window > history_window {
-        return Err(ApiError::bad_request(format!(
-            "window {} is beyond store.history_window ({}s)",
-            params.window.as_deref().unwrap_or(""),
-            history_window.as_secs()
-        )));
-    }
-    let step = match &params.step {
+    let step = match params.get("step") {
         Some(text) => duration("step", text)?,
         None => resolution,
     };
-    let version = match params.version.as_deref() {
+    let version = match params.get("version").map(String::as_str) {
         None | Some("serving") => BacktestVersion::Serving,
         Some("shadow") => BacktestVersion::Shadow,
         Some(other) => {

@@ -95,8 +95,7 @@ async fn list(State(state): AppRef) -> Json<SinkList> {
         .into_iter()
         .filter(|p| p.kind == Some(PluginKind::Sink))
         .map(|p| {
-            let (backlog, oldest) = state.plugins.sink_backlog(&p.name);
-            let age = oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+            let (backlog, age) = state.plugins.sink_lag(&p.name, now);
             let summary = letters.summary(&p.name);
             SinkView {
                 status: p.status,

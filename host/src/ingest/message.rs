@@ -14,54 +14,61 @@
 //! `ingest.idempotency_window`).
 
 use super::payload::{self, IngestError, Limits, Parsed};
-use super::{Ingest, Receipt, RecordError};
+use super::{IDEMPOTENCY_KEY, Ingest, Receipt, RecordError};
 use crate::model::Event;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 /// Parses `body` as one event (either shape) or a batch.
 pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Parsed>, IngestError> {
-    if is_forwarded(body) {
-        forwarded(body, limits).map(|parsed| vec![parsed])
-    } else if is_batch(body) {
-        payload::batch(body, limits)
-    } else {
-        payload::any_event(body, limits).map(|parsed| vec![parsed])
+    match shape(body) {
+        Shape::Forwarded => forwarded(body, limits).map(|parsed| vec![parsed]),
+        Shape::Batch => payload::batch(body, limits),
+        Shape::Event => payload::any_event(body, limits).map(|parsed| vec![parsed]),
     }
 }
 
-/// Whether `body` looks like a batch: an array, or an object with `events`
-/// and neither `event_type` (seed 000) nor `event` (seed 002). What does not
-/// parse is left to the event parser, whose errors say why.
-fn is_batch(body: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Peek {
-        events: Option<IgnoredAny>,
-        event_type: Option<IgnoredAny>,
-        event: Option<IgnoredAny>,
-    }
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => true,
-        Some(b'{') => serde_json::from_slice::<Peek>(body)
-            .is_ok_and(|p| p.events.is_some() && p.event_type.is_none() && p.event.is_none()),
-        _ => false,
-    }
+/// What a body looks like, from one peek at its top-level keys.
+enum Shape {
+    /// An object with `id`, `time_ms`, `event_type` and `source`: an event
+    /// in the host's own shape.
+    Forwarded,
+    /// An array, or an object with `events` and neither `event_type` (seed
+    /// 000) nor `event` (seed 002).
+    Batch,
+    /// Anything else, including what does not parse: left to the event
+    /// parser, whose errors say why.
+    Event,
 }
 
-/// Whether `body` is an object with `id`, `time_ms`, `event_type` and
-/// `source`: an event in the host's own shape.
-fn is_forwarded(body: &[u8]) -> bool {
+fn shape(body: &[u8]) -> Shape {
     #[derive(Deserialize)]
     struct Peek {
         id: Option<IgnoredAny>,
         time_ms: Option<IgnoredAny>,
         event_type: Option<IgnoredAny>,
         source: Option<IgnoredAny>,
+        events: Option<IgnoredAny>,
+        event: Option<IgnoredAny>,
     }
-    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        && serde_json::from_slice::<Peek>(body).is_ok_and(|p| {
-            p.id.is_some() && p.time_ms.is_some() && p.event_type.is_some() && p.source.is_some()
-        })
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Shape::Batch,
+        Some(b'{') => match serde_json::from_slice::<Peek>(body) {
+            Ok(p)
+                if p.id.is_some()
+                    && p.time_ms.is_some()
+                    && p.event_type.is_some()
+                    && p.source.is_some() =>
+            {
+                Shape::Forwarded
+            }
+            Ok(p) if p.events.is_some() && p.event_type.is_none() && p.event.is_none() => {
+                Shape::Batch
+            }
+            _ => Shape::Event,
+        },
+        _ => Shape::Event,
+    }
 }
 
 /// Most bytes of a forwarded event's id (a UUID is 36).
@@ -115,8 +122,6 @@ fn forwarded(body: &[u8], limits: &Limits) -> Result<Parsed, IngestError> {
     Ok(Parsed { event, outcome })
 }
 
-/// The attribute ingest deduplicates on.
-const IDEMPOTENCY_KEY: &str = "idempotency_key";
 /// What a forwarded event without an idempotency key gets as one: `forwarded:ID`.
 const FORWARDED_KEY_PREFIX: &str = "forwarded:";
 

@@ -338,11 +338,14 @@ impl Ingest {
     }
 }
 
+/// The attribute ingest deduplicates on.
+const IDEMPOTENCY_KEY: &str = "idempotency_key";
+
 /// A seed 002 event's `idempotency_key`, if it has a non-empty one.
 fn idempotency_key(event: &Event) -> Option<String> {
     event
         .attributes
-        .top_level_str("idempotency_key")
+        .top_level_str(IDEMPOTENCY_KEY)
         .filter(|k| !k.is_empty())
 }
 

@@ -393,6 +393,19 @@ impl Plugins {
         self.inner.slots.read().get(name).cloned()
     }
 
+    /// Runs `task` on the plugin runtime: plugin code (an `init`, a call)
+    /// never runs on the HTTP one. `Err` when the task panicked.
+    pub(super) async fn on_runtime<T, F>(
+        &self,
+        task: impl FnOnce(Arc<Inner>) -> F,
+    ) -> Result<T, tokio::task::JoinError>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.handle.spawn(task(self.inner.clone())).await
+    }
+
     /// Whether every `critical` plugin is running.
     pub fn critical_failures(&self) -> Vec<String> {
         self.inner

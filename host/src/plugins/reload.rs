@@ -103,13 +103,9 @@ impl Plugins {
     }
 
     async fn load(&self, name: &str, force: bool) -> LoadOutcome {
-        let inner = self.inner.clone();
         let name = name.to_string();
-        // Plugin code (init) runs on the plugin runtime, never on the HTTP one.
         match self
-            .inner
-            .handle
-            .spawn(async move { inner.load(&name, force).await })
+            .on_runtime(move |inner| async move { inner.load(&name, force).await })
             .await
         {
             Ok(outcome) => outcome,

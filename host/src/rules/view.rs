@@ -201,8 +201,8 @@ impl AlertManager {
         }
     }
 
-    /// The firing alerts of `rule`: name, labels, severity, since when active.
-    pub fn firing(&self, rule: &str) -> Vec<(String, Labels, Severity, u64)> {
+    /// The firing alerts of `rule`: name, labels, severity.
+    pub fn firing(&self, rule: &str) -> Vec<(String, Labels, Severity)> {
         let rules = self.rules.lock();
         let Some(r) = rules.get(rule) else {
             return Vec::new();
@@ -210,14 +210,7 @@ impl AlertManager {
         r.entries
             .iter()
             .filter(|(_, e)| e.state == Some(AlertState::Firing))
-            .map(|(k, e)| {
-                (
-                    k.name.clone(),
-                    k.labels.clone(),
-                    e.severity,
-                    e.active_since_ms,
-                )
-            })
+            .map(|(k, e)| (k.name.clone(), k.labels.clone(), e.severity))
             .collect()
     }
 

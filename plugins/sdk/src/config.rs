@@ -152,6 +152,63 @@ pub fn duration_opt<'de, D: Deserializer<'de>>(
     duration(deserializer).map(Some)
 }
 
+/// The request timeout of an HTTP plugin: `value`, or `default` when
+/// unset; above zero and at most `u32::MAX` milliseconds (49 days), what
+/// [`crate::http::Request::with_timeout_ms`] takes. The error names `timeout`.
+pub fn http_timeout(value: Option<Duration>, default: Duration) -> Result<Duration, String> {
+    let timeout = value.unwrap_or(default);
+    if timeout.is_zero() || timeout.as_millis() > u128::from(u32::MAX) {
+        return Err("`timeout` must be greater than zero and below 49 days".into());
+    }
+    Ok(timeout)
+}
+
+/// An `http://` or `https://` URL with a host (after any `user@`) and no
+/// whitespace; the error quotes the URL, for the caller to name the key.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url.chars().any(char::is_whitespace) {
+        return Err(format!("{url:?} contains whitespace"));
+    }
+    Ok(())
+}
+
+/// A `headers` table: names are HTTP tokens (RFC 9110) other than those in
+/// `set_by_sink` (any case), values have no line break. Errors name the key.
+pub fn check_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+    set_by_sink: &[&str],
+) -> Result<(), String> {
+    for (name, value) in headers {
+        if !is_token(name) {
+            return Err(format!("`headers`: {name:?} is not a header name"));
+        }
+        if set_by_sink.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            return Err(format!("`headers`: {name:?} is set by the sink"));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(format!("`headers.{name}`: the value has a line break"));
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP token (RFC 9110), such as a header name.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// A duration as written in `[config]`.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -212,6 +269,46 @@ mod tests {
             let err = from_json::<Sample>(empty).unwrap_err();
             assert_eq!(err.message, "invalid [config]: missing field `items`");
         }
+    }
+
+    #[test]
+    fn http_checks() {
+        let second = Duration::from_secs(1);
+        assert_eq!(http_timeout(None, second), Ok(second));
+        assert!(http_timeout(Some(Duration::ZERO), second).is_err());
+        assert!(http_timeout(Some(Duration::from_secs(50 * 86_400)), second).is_err());
+        assert!(check_http_url("https://u@h:1/x").is_ok());
+        assert!(
+            check_http_url("h:1")
+                .unwrap_err()
+                .contains("must start with")
+        );
+        assert!(
+            check_http_url("http://u@:1")
+                .unwrap_err()
+                .contains("no host")
+        );
+        assert!(
+            check_http_url("http://h/a b")
+                .unwrap_err()
+                .contains("whitespace")
+        );
+        let headers = |name: &str, value: &str| {
+            let map = std::collections::BTreeMap::from([(name.to_string(), value.to_string())]);
+            check_headers(&map, &["content-type"])
+        };
+        assert_eq!(headers("Authorization", "Bearer t"), Ok(()));
+        assert!(
+            headers("a b", "x")
+                .unwrap_err()
+                .contains("not a header name")
+        );
+        assert!(
+            headers("Content-Type", "x")
+                .unwrap_err()
+                .contains("set by the sink")
+        );
+        assert!(headers("X", "a\nb").unwrap_err().contains("`headers.X`"));
     }
 
     #[test]

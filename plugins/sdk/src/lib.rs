@@ -24,9 +24,10 @@
 //!   `wit-bindgen`); the world a plugin exports is generated in the plugin's own
 //!   crate by the `export_*!` macros, with these imports shared.
 //! - [`Collector`], [`Rule`], [`Sink`]: one trait per world, with defaults.
-//! - [`config`], [`state`], [`http`], [`redis`], [`amqp`], [`storage`], [`sql`], [`log`]: the host capabilities in Rust shape.
+//! - [`config`] (with the checks HTTP plugins share), [`state`], [`http`], [`redis`], [`amqp`], [`storage`], [`sql`], [`log`]: the host capabilities in Rust shape.
 //! - [`glob`]: the `*` patterns manifests and configs use.
-//! - [`sink`]: what an HTTP answer means for a sink's batch (retry rules), UTC times.
+//! - [`sink`]: what an HTTP answer means for a sink's batch (retry rules), UTC times,
+//!   `[config] events` filters, batch fingerprints.
 //! - the re-exported WIT types ([`Sample`], [`Alert`], [`Event`], ...) with builders.
 
 #![deny(missing_docs)]

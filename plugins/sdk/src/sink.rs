@@ -1,5 +1,7 @@
 //! Helpers for sinks: what an HTTP answer means for a batch, with the retry
-//! rules of Prometheus remote-write, and UTC time formatting.
+//! rules of Prometheus remote-write, UTC time formatting, the
+//! [`EventFilter`] of a sink's `[config] events`, and the [`fingerprint`] of
+//! a batch.
 //!
 //! | answer | result |
 //! |---|---|
@@ -31,8 +33,9 @@
 //! assert_eq!(sink::rfc3339(1_714_564_800_123), "2024-05-01T12:00:00.123Z");
 //! ```
 
-use crate::DeliveryError;
 use crate::http::{HttpError, Response};
+use crate::{DeliveryError, Event};
+use serde::Deserialize;
 
 /// The most bytes of a response body quoted in an error message.
 pub const EXCERPT_BYTES: usize = 200;
@@ -116,6 +119,61 @@ impl DeliveryError {
             DeliveryError::Retryable(m) | DeliveryError::Permanent(m) => m,
         }
     }
+}
+
+/// A sink's `[config] events`: event-type globs ([`crate::glob`]) applied
+/// after the manifest's own `events`; all events when empty. A pattern may
+/// not be empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct EventFilter(Vec<String>);
+
+impl TryFrom<Vec<String>> for EventFilter {
+    type Error = String;
+
+    fn try_from(patterns: Vec<String>) -> Result<Self, String> {
+        match patterns.iter().find(|p| p.is_empty()) {
+            Some(pattern) => Err(format!("{pattern:?} is empty")),
+            None => Ok(EventFilter(patterns)),
+        }
+    }
+}
+
+impl EventFilter {
+    /// Whether `event` passes: no patterns, or one matching its type.
+    pub fn accepts(&self, event: &Event) -> bool {
+        self.0.is_empty() || crate::glob::matches_any(&self.0, &event.event_type)
+    }
+
+    /// The patterns, as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// `all events`, or the patterns joined by `, `: for log lines.
+impl std::fmt::Display for EventFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("all events")
+        } else {
+            f.write_str(&self.0.join(", "))
+        }
+    }
+}
+
+/// Identifies a batch by its ids (FNV-1a over them, and their count): a
+/// sink that keeps a batch's progress across retries tells a retry of the
+/// same batch from a new one.
+pub fn fingerprint(batch: &[Event]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for event in batch {
+        for byte in event.id.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{}:{hash:016x}", batch.len())
 }
 
 /// A UTC calendar time, from Unix milliseconds ([`Utc::from_ms`]).
@@ -279,6 +337,51 @@ mod tests {
         assert_eq!(excerpt(b""), "");
         assert_eq!(excerpt(b" \n \n"), "");
         assert_eq!(excerpt(&[0xff, b'a']), ": \u{fffd}a");
+    }
+
+    fn event(id: &str, event_type: &str) -> Event {
+        Event {
+            id: id.into(),
+            time_ms: 0,
+            event_type: event_type.into(),
+            source: "rule".into(),
+            service: None,
+            component: None,
+            severity: crate::Severity::Ok,
+            detail: None,
+            attributes: Vec::new(),
+            alert: None,
+        }
+    }
+
+    #[test]
+    fn fingerprints_tell_batches_apart() {
+        let ab = [event("a", "x"), event("b", "x")];
+        let ba = [event("b", "x"), event("a", "x")];
+        assert_eq!(fingerprint(&ab), fingerprint(&ab.clone()));
+        assert_ne!(fingerprint(&ab), fingerprint(&ba));
+        assert_ne!(fingerprint(&ab), fingerprint(&ab[..1]));
+    }
+
+    #[test]
+    fn event_filters() {
+        let filter = |json: &str| crate::config::from_json::<EventFilter>(json);
+        let all = filter("[]").unwrap();
+        let alerts = filter(r#"["alert.*"]"#).unwrap();
+        assert_eq!(
+            (all.to_string(), alerts.to_string()),
+            ("all events".into(), "alert.*".into())
+        );
+        let mut event = event("e1", "alert.firing");
+        assert!(all.accepts(&event) && alerts.accepts(&event));
+        event.event_type = "service.down".into();
+        assert!(all.accepts(&event) && !alerts.accepts(&event));
+        assert!(
+            filter(r#"["a", ""]"#)
+                .unwrap_err()
+                .message
+                .contains("\"\" is empty")
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct Plan {
 pub fn plan(book: &Book, batch: &[Event], settings: &Settings, now_ms: u64) -> Plan {
     let mut next = book.clone();
     // Keyed by label set: a later change of the same alert in the batch wins.
-    let mut posts: BTreeMap<String, Posted> = BTreeMap::new();
+    let mut posts: BTreeMap<BTreeMap<String, String>, Posted> = BTreeMap::new();
     let firing_until = now_ms.saturating_add(settings.validity_ms);
     for event in batch {
         let Some(change) = &event.alert else { continue };
@@ -83,9 +83,9 @@ pub fn plan(book: &Book, batch: &[Event], settings: &Settings, now_ms: u64) -> P
                 };
                 if let Some(old) = next.firing.get(&id).filter(|o| o.labels != alert.labels) {
                     let ended = posted(old, event.time_ms, settings);
-                    posts.insert(key(&old.labels), ended);
+                    posts.insert(old.labels.clone(), ended);
                 }
-                posts.insert(key(&alert.labels), posted(&alert, firing_until, settings));
+                posts.insert(alert.labels.clone(), posted(&alert, firing_until, settings));
                 next.firing.insert(id, alert);
             }
             AlertState::Resolved => {
@@ -106,7 +106,10 @@ pub fn plan(book: &Book, batch: &[Event], settings: &Settings, now_ms: u64) -> P
                         .collect(),
                 };
                 for alert in resolved {
-                    posts.insert(key(&alert.labels), posted(&alert, event.time_ms, settings));
+                    posts.insert(
+                        alert.labels.clone(),
+                        posted(&alert, event.time_ms, settings),
+                    );
                 }
             }
         }
@@ -120,7 +123,7 @@ pub fn plan(book: &Book, batch: &[Event], settings: &Settings, now_ms: u64) -> P
     {
         for alert in next.firing.values() {
             posts
-                .entry(key(&alert.labels))
+                .entry(alert.labels.clone())
                 .or_insert_with(|| posted(alert, firing_until, settings));
         }
         next.resent_ms = now_ms;
@@ -182,10 +185,6 @@ fn identity(change: &AlertChange) -> String {
         id.push_str(value);
     }
     id
-}
-
-fn key(labels: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(labels).unwrap_or_default()
 }
 
 /// The label set: the alert's labels (names made valid, empty values

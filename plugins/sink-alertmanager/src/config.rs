@@ -14,7 +14,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wasmon_sdk::config::duration_opt;
+use wasmon_sdk::config::{check_headers, check_http_url, duration_opt, http_timeout};
 
 /// Request timeout when `[config]` sets none: below the host's default
 /// per-call budget of 2 s.
@@ -76,7 +76,7 @@ pub struct Settings {
 impl Config {
     /// Checks what types alone cannot; errors name the key.
     pub fn validate(self) -> Result<Settings, String> {
-        check_url(&self.url).map_err(|e| format!("`url`: {e}"))?;
+        check_http_url(&self.url).map_err(|e| format!("`url`: {e}"))?;
         let resend = self.resend_interval.unwrap_or(DEFAULT_RESEND);
         if resend < Duration::from_millis(100) {
             return Err("`resend_interval` must be at least 100ms".into());
@@ -87,21 +87,8 @@ impl Config {
                 "`validity` ({validity:?}) must exceed `resend_interval` ({resend:?}), or firing alerts expire between re-sends"
             ));
         }
-        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() || timeout.as_millis() > u128::from(u32::MAX) {
-            return Err("`timeout` must be greater than zero and below 49 days".into());
-        }
-        for (name, value) in &self.headers {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-                return Err(format!("`headers`: {name:?} is not a header name"));
-            }
-            if name.eq_ignore_ascii_case("content-type") {
-                return Err(format!("`headers`: {name:?} is set by the sink"));
-            }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-                return Err(format!("`headers.{name}`: the value has a line break"));
-            }
-        }
+        let timeout = http_timeout(self.timeout, DEFAULT_TIMEOUT)?;
+        check_headers(&self.headers, &["content-type"])?;
         for name in self.labels.keys() {
             if !is_label_name(name) {
                 return Err(format!(
@@ -110,7 +97,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.generator_url {
-            check_url(url).map_err(|e| format!("`generator_url`: {e}"))?;
+            check_http_url(url).map_err(|e| format!("`generator_url`: {e}"))?;
         }
         Ok(Settings {
             endpoint: format!("{}/api/v2/alerts", self.url.trim_end_matches('/')),
@@ -135,22 +122,6 @@ pub fn is_label_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// An `http://` or `https://` URL with a host and no whitespace.
-fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.is_empty() || authority.starts_with(':') {
-        return Err(format!("{url:?} has no host"));
-    }
-    if url.chars().any(char::is_whitespace) {
-        return Err(format!("{url:?} contains whitespace"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! ```
 
 use serde::Deserialize;
+use wasmon_sdk::sink::EventFilter;
 
 /// The routing key when `[config]` sets none: the event type.
 pub const DEFAULT_ROUTING_KEY: &str = "{type}";
@@ -38,7 +39,7 @@ pub struct Config {
     pub routing_key: Option<String>,
     /// Event types to publish, as names or `*` globs; all when empty.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: EventFilter,
     /// What a nacked or unroutable message does to its batch.
     #[serde(default)]
     pub rejected: OnRejected,
@@ -52,7 +53,7 @@ pub struct Amqp {
     /// The routing key pattern.
     pub routing_key: String,
     /// Event-type globs; all when empty.
-    pub events: Vec<String>,
+    pub events: EventFilter,
     /// What `rejected` does.
     pub rejected: OnRejected,
 }
@@ -70,9 +71,6 @@ impl Config {
         }
         if self.exchange.len() > 255 {
             return Err("`exchange`: longer than AMQP's 255 bytes".into());
-        }
-        if let Some(pattern) = self.events.iter().find(|p| p.is_empty()) {
-            return Err(format!("`events`: {pattern:?} is empty"));
         }
         Ok(Amqp {
             exchange: self.exchange,

@@ -55,12 +55,7 @@ impl Sink for AmqpSink {
         self.confirmed
             .retain(|id| batch.iter().any(|event| &event.id == id));
         for event in &batch {
-            if !config.events.is_empty()
-                && !wasmon_sdk::glob::matches_any(&config.events, &event.event_type)
-            {
-                continue;
-            }
-            if self.confirmed.contains(&event.id) {
+            if !config.events.accepts(event) || self.confirmed.contains(&event.id) {
                 continue;
             }
             let body = wasmon_sdk::event_json::to_vec(event).map_err(|e| {

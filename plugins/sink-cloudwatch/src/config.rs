@@ -15,6 +15,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 use wasmon_sdk::config::duration_opt;
+use wasmon_sdk::sink::EventFilter;
 
 /// The namespace when `[config]` names none.
 pub const DEFAULT_NAMESPACE: &str = "Wasmon";
@@ -48,7 +49,7 @@ pub struct Config {
     pub create_log_stream: Option<bool>,
     /// Event types to send, as names or `*` globs; all when empty.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: EventFilter,
     /// Request timeout; keep it below the manifest's per-call `timeout`.
     #[serde(default, deserialize_with = "duration_opt")]
     pub timeout: Option<Duration>,
@@ -70,7 +71,7 @@ pub struct CloudWatch {
     /// Whether a missing stream is created.
     pub create_log_stream: bool,
     /// Event-type globs; all when empty.
-    pub events: Vec<String>,
+    pub events: EventFilter,
     /// Request timeout.
     pub timeout: Duration,
 }
@@ -129,13 +130,7 @@ impl Config {
                 "nothing to send: set `log_group`, or leave `namespace` non-empty".to_string(),
             );
         }
-        if let Some(pattern) = self.events.iter().find(|p| p.is_empty()) {
-            return Err(format!("`events`: {pattern:?} is empty"));
-        }
-        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() || timeout.as_millis() > u128::from(u32::MAX) {
-            return Err("`timeout` must be greater than zero and below 49 days".into());
-        }
+        let timeout = wasmon_sdk::config::http_timeout(self.timeout, DEFAULT_TIMEOUT)?;
         Ok(CloudWatch {
             monitoring_url: url("monitoring"),
             logs_url: url("logs"),

@@ -36,8 +36,8 @@ pub struct CloudWatchSink {
 /// What of one batch already went through.
 #[derive(Debug, PartialEq)]
 struct Progress {
-    /// The batch: first id, last id, length.
-    batch: (String, String, usize),
+    /// The batch ([`wasmon_sdk::sink::fingerprint`]).
+    batch: String,
     /// Metric calls done.
     metric_calls: usize,
     /// Log calls done.
@@ -66,11 +66,7 @@ impl Sink for CloudWatchSink {
     }
 
     fn deliver(&mut self, batch: Vec<Event>) -> Result<(), DeliveryError> {
-        let key = (
-            batch.first().map(|e| e.id.clone()).unwrap_or_default(),
-            batch.last().map(|e| e.id.clone()).unwrap_or_default(),
-            batch.len(),
-        );
+        let key = wasmon_sdk::sink::fingerprint(&batch);
         let mut progress = match self.progress.take() {
             Some(p) if p.batch == key => p,
             _ => Progress {
@@ -96,13 +92,7 @@ impl Sink for CloudWatchSink {
 impl CloudWatchSink {
     fn send(&self, batch: &[Event], progress: &mut Progress) -> Result<(), DeliveryError> {
         let config = &self.config;
-        let events: Vec<&Event> = batch
-            .iter()
-            .filter(|e| {
-                config.events.is_empty()
-                    || wasmon_sdk::glob::matches_any(&config.events, &e.event_type)
-            })
-            .collect();
+        let events: Vec<&Event> = batch.iter().filter(|e| config.events.accepts(e)).collect();
         if events.is_empty() {
             return Ok(());
         }

@@ -22,7 +22,7 @@ use crate::config::IndexPattern;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use wasmon_sdk::event_json::Readable;
-use wasmon_sdk::sink::{is_retryable_status, rfc3339};
+use wasmon_sdk::sink::{fingerprint, is_retryable_status, rfc3339};
 use wasmon_sdk::{DeliveryError, Event};
 
 /// The most refused items named in a dead-letter message.
@@ -81,18 +81,6 @@ impl Progress {
             self.done.len()
         )))
     }
-}
-
-/// Identifies a batch by its ids (FNV-1a over them, and their count).
-pub fn fingerprint(batch: &[Event]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for event in batch {
-        for byte in event.id.bytes().chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{}:{hash:016x}", batch.len())
 }
 
 /// The NDJSON body for `events`, ending with a newline as `_bulk` requires.
@@ -330,14 +318,5 @@ mod tests {
         let err = record(&mut p, &sent, &answer(&[("a", 201), ("x", 400)])).unwrap_err();
         assert!(err.contains("1 of 2"), "{err}");
         assert_eq!(p.pending(&batch)[0].id, "b");
-    }
-
-    #[test]
-    fn fingerprints_tell_batches_apart() {
-        let ab = [event("a", 1), event("b", 2)];
-        let ba = [event("b", 2), event("a", 1)];
-        assert_eq!(fingerprint(&ab), fingerprint(&ab.clone()));
-        assert_ne!(fingerprint(&ab), fingerprint(&ba));
-        assert_ne!(fingerprint(&ab), fingerprint(&ab[..1]));
     }
 }

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wasmon_sdk::config::duration_opt;
+use wasmon_sdk::config::{check_headers, check_http_url, duration_opt, http_timeout};
 use wasmon_sdk::sink::Utc;
 
 /// Request timeout when `[config]` sets none: below the host's default
@@ -100,26 +100,9 @@ impl Config {
         {
             return Err("`api_key` has a line break".into());
         }
-        for (name, value) in &self.headers {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-                return Err(format!("`headers`: {name:?} is not a header name"));
-            }
-            if ["content-type", "authorization"]
-                .iter()
-                .any(|n| name.eq_ignore_ascii_case(n))
-            {
-                return Err(format!(
-                    "`headers`: {name:?} is set by the sink (use `username`/`password` or `api_key`)"
-                ));
-            }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-                return Err(format!("`headers.{name}`: the value has a line break"));
-            }
-        }
-        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() || timeout.as_millis() > u128::from(u32::MAX) {
-            return Err("`timeout` must be greater than zero and below 49 days".into());
-        }
+        // `Authorization` comes from `username`/`password` or `api_key`.
+        check_headers(&self.headers, &["content-type", "authorization"])?;
+        let timeout = http_timeout(self.timeout, DEFAULT_TIMEOUT)?;
         Ok(Settings {
             bulk_url: format!("{}/_bulk", self.url.trim_end_matches('/')),
             index,
@@ -237,23 +220,18 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// An `http://` or `https://` URL with a host and no whitespace.
+/// An `http://` or `https://` URL with a host ([`check_http_url`]), without
+/// credentials or a query.
 fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.is_empty() || authority.starts_with(':') {
-        return Err(format!("{url:?} has no host"));
-    }
-    if authority.contains('@') {
+    check_http_url(url)?;
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].contains('@') {
         return Err(format!(
             "{url:?}: put credentials in `username`/`password`, not in the URL"
         ));
     }
-    if url.chars().any(char::is_whitespace) || url.contains('?') {
-        return Err(format!("{url:?} contains whitespace or a query"));
+    if url.contains('?') {
+        return Err(format!("{url:?} contains a query"));
     }
     Ok(())
 }

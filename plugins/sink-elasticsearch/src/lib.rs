@@ -46,10 +46,10 @@ impl Sink for Elasticsearch {
         if batch.is_empty() {
             return Ok(());
         }
-        let fingerprint = bulk::fingerprint(&batch);
+        let fresh = Progress::new(&batch);
         let mut progress = wasmon_sdk::state::get_json::<Progress>(STATE_KEY)
-            .filter(|p| p.batch == fingerprint)
-            .unwrap_or_else(|| Progress::new(&batch));
+            .filter(|p| p.batch == fresh.batch)
+            .unwrap_or(fresh);
         let sent = progress.pending(&batch);
         if sent.is_empty() {
             return finish(&progress);

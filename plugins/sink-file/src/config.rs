@@ -14,6 +14,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 use wasmon_sdk::config::duration_opt;
+use wasmon_sdk::sink::EventFilter;
 
 /// The `[config]` table as written.
 #[derive(Debug, Deserialize)]
@@ -44,7 +45,7 @@ pub struct Config {
     pub max_files: Option<usize>,
     /// Event types to write, as names or `*` globs; all when empty.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: EventFilter,
 }
 
 /// The file format.
@@ -131,7 +132,7 @@ pub struct Settings {
     /// Most files kept.
     pub max_files: usize,
     /// Event-type globs; all when empty.
-    pub events: Vec<String>,
+    pub events: EventFilter,
 }
 
 impl Config {
@@ -161,9 +162,6 @@ impl Config {
         let max_files = self.max_files.unwrap_or(10);
         if max_files == 0 {
             return Err("`max_files` must be at least 1".into());
-        }
-        if let Some(pattern) = self.events.iter().find(|p| p.is_empty()) {
-            return Err(format!("`events`: {pattern:?} is empty"));
         }
         Ok(Settings {
             dir: dir.trim_end_matches('/').to_string(),

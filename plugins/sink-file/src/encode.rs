@@ -27,8 +27,7 @@ pub fn line(format: Format, event: &Event, out: &mut Vec<u8>) -> Result<(), serd
             out.push(b'\n');
         }
         Format::Csv => {
-            let full = wasmon_sdk::event_json::to_vec(event)?;
-            let value: serde_json::Value = serde_json::from_slice(&full)?;
+            let value = serde_json::to_value(wasmon_sdk::event_json::EventJson::new(event))?;
             let json_cell = |key: &str| value.get(key).map(|v| v.to_string()).unwrap_or_default();
             let cells = [
                 event.id.clone(),

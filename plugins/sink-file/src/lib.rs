@@ -36,11 +36,7 @@ impl Sink for FileSink {
         let s = writer.settings();
         wasmon_sdk::info!(
             "writing {} to {}/{}-*.{} (max_file_bytes {}, max_files {})",
-            if s.events.is_empty() {
-                "all events".to_string()
-            } else {
-                s.events.join(", ")
-            },
+            s.events,
             s.dir,
             s.prefix,
             s.format.extension(),
@@ -51,20 +47,14 @@ impl Sink for FileSink {
     }
 
     fn deliver(&mut self, batch: Vec<Event>) -> Result<(), DeliveryError> {
-        let patterns = &self.writer.settings().events;
-        let events: Vec<&Event> = batch
-            .iter()
-            .filter(|e| {
-                patterns.is_empty() || wasmon_sdk::glob::matches_any(patterns, &e.event_type)
+        let filter = &self.writer.settings().events;
+        let events: Vec<&Event> = batch.iter().filter(|e| filter.accepts(e)).collect();
+        self.writer
+            .write(&events, wasmon_sdk::now_ms())
+            .map_err(|e| match e {
+                writer::WriteError::Io(why) => DeliveryError::Retryable(why),
+                writer::WriteError::Encode(why) => DeliveryError::Permanent(why),
             })
-            .collect();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.writer.write(&events, now_ms).map_err(|e| match e {
-            writer::WriteError::Io(why) => DeliveryError::Retryable(why),
-            writer::WriteError::Encode(why) => DeliveryError::Permanent(why),
-        })
     }
 }
 

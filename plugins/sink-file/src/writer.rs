@@ -38,6 +38,9 @@ pub struct Writer {
     next_seq: u32,
     /// Bytes encoded for the current file, not yet written.
     pending: Vec<u8>,
+    /// Whether a file was started since the oldest were last deleted: only
+    /// then can there be more than `max_files`.
+    retain_due: bool,
 }
 
 impl Writer {
@@ -56,6 +59,7 @@ impl Writer {
             current: None,
             next_seq,
             pending: Vec::new(),
+            retain_due: true,
         })
     }
 
@@ -98,7 +102,11 @@ impl Writer {
             }
         }
         self.flush().map_err(WriteError::Io)?;
-        self.retain().map_err(WriteError::Io)
+        if self.retain_due {
+            self.retain().map_err(WriteError::Io)?;
+            self.retain_due = false;
+        }
+        Ok(())
     }
 
     /// Writes what is pending to the current file and syncs it.
@@ -128,6 +136,7 @@ impl Writer {
         let settings = &self.settings;
         let name = encode::file_name(&settings.prefix, now_ms, self.next_seq, settings.format);
         self.next_seq = self.next_seq.wrapping_add(1);
+        self.retain_due = true;
         let path = format!("{}/{name}", settings.dir);
         let file = OpenOptions::new()
             .create_new(true)
@@ -211,7 +220,7 @@ mod tests {
             max_file_bytes: 1000,
             rotate_every: None,
             max_files: 3,
-            events: Vec::new(),
+            events: Default::default(),
         }
     }
 

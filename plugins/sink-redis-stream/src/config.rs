@@ -8,6 +8,7 @@
 //! ```
 
 use serde::Deserialize;
+use wasmon_sdk::sink::EventFilter;
 
 /// The stream when `[config]` names none.
 pub const DEFAULT_KEY: &str = "wasmon:events";
@@ -28,7 +29,7 @@ pub struct Config {
     pub maxlen: Option<u64>,
     /// Event types to append, as names or `*` globs; all when empty.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: EventFilter,
 }
 
 /// The validated configuration.
@@ -39,7 +40,7 @@ pub struct Stream {
     /// The trimming length; 0: none.
     pub maxlen: u64,
     /// Event-type globs; all when empty.
-    pub events: Vec<String>,
+    pub events: EventFilter,
 }
 
 impl Config {
@@ -50,9 +51,6 @@ impl Config {
             return Err("`key`: must not be empty".into());
         }
         wasmon_sdk::event_json::check_pattern(&key).map_err(|e| format!("`key`: {e}"))?;
-        if let Some(pattern) = self.events.iter().find(|p| p.is_empty()) {
-            return Err(format!("`events`: {pattern:?} is empty"));
-        }
         Ok(Stream {
             key,
             maxlen: self.maxlen.unwrap_or(DEFAULT_MAXLEN),

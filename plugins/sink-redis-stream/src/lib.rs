@@ -50,12 +50,7 @@ impl Sink for StreamSink {
         self.appended
             .retain(|id| batch.iter().any(|event| &event.id == id));
         for event in &batch {
-            if !self.config.events.is_empty()
-                && !wasmon_sdk::glob::matches_any(&self.config.events, &event.event_type)
-            {
-                continue;
-            }
-            if self.appended.contains(&event.id) {
+            if !self.config.events.accepts(event) || self.appended.contains(&event.id) {
                 continue;
             }
             let key = wasmon_sdk::event_json::fill(&self.config.key, event);

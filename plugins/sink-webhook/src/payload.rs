@@ -79,12 +79,6 @@ pub fn outcome(url: &str, answer: Result<Response, HttpError>) -> Result<(), Del
     wasmon_sdk::sink::outcome(url, answer)
 }
 
-/// Unix milliseconds as RFC 3339 UTC with milliseconds:
-/// `2024-05-01T12:00:00.000Z`.
-pub fn rfc3339(ms: u64) -> String {
-    wasmon_sdk::sink::rfc3339(ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,13 +264,5 @@ mod tests {
             panic!("expected permanent");
         };
         assert!(m.ends_with("...") && m.len() < 220, "{m}");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(rfc3339(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
     }
 }

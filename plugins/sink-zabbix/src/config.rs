@@ -16,6 +16,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 use wasmon_sdk::config::duration_opt;
+use wasmon_sdk::sink::EventFilter;
 
 /// Timeout of one exchange when `[config]` sets none: below the host's
 /// default per-call budget of 2 s.
@@ -46,7 +47,7 @@ pub struct Config {
     pub timeout: Option<Duration>,
     /// Event types to send, as names or `*` globs; all when empty.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: EventFilter,
 }
 
 /// What an item's value is.
@@ -77,7 +78,7 @@ pub struct Settings {
     /// Longest exchange.
     pub timeout: Duration,
     /// Event-type globs; all when empty.
-    pub events: Vec<String>,
+    pub events: EventFilter,
 }
 
 impl Config {
@@ -101,9 +102,6 @@ impl Config {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             return Err("`timeout` must be greater than zero".into());
-        }
-        if let Some(pattern) = self.events.iter().find(|p| p.is_empty()) {
-            return Err(format!("`events`: {pattern:?} is empty"));
         }
         Ok(Settings {
             server: self.server,

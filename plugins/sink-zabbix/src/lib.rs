@@ -36,11 +36,7 @@ impl Sink for Zabbix {
             .map_err(|e| Error::new(format!("invalid [config]: {e}")))?;
         wasmon_sdk::info!(
             "sending {} to zabbix {} as host {:?}, key {:?}",
-            if settings.events.is_empty() {
-                "all events".to_string()
-            } else {
-                settings.events.join(", ")
-            },
+            settings.events,
             settings.server,
             settings.host,
             settings.key
@@ -50,12 +46,9 @@ impl Sink for Zabbix {
 
     fn deliver(&mut self, batch: Vec<Event>) -> Result<(), DeliveryError> {
         let settings = &self.settings;
-        let patterns = &settings.events;
         let events: Vec<&Event> = batch
             .iter()
-            .filter(|e| {
-                patterns.is_empty() || wasmon_sdk::glob::matches_any(patterns, &e.event_type)
-            })
+            .filter(|e| settings.events.accepts(e))
             .collect();
         if events.is_empty() {
             return Ok(());

@@ -168,7 +168,7 @@ mod tests {
             key: "wasmon.event[{type}]".into(),
             value,
             timeout: std::time::Duration::from_secs(1),
-            events: Vec::new(),
+            events: Default::default(),
         }
     }
 

@@ -27,6 +27,7 @@
 //! as a whole; [`EsBulk::require_authorization`] answers 401
 //! `security_exception` without the given header.
 
+use crate::serve::Serving;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
@@ -48,13 +49,6 @@ pub struct BulkRequest {
     pub items: Vec<(String, String, String)>,
     /// The status the request was answered with.
     pub status: u16,
-}
-
-impl BulkRequest {
-    /// The `_id`s of its items, in order.
-    pub fn ids(&self) -> Vec<String> {
-        self.items.iter().map(|(_, _, id)| id.clone()).collect()
-    }
 }
 
 /// A stored document.
@@ -94,9 +88,8 @@ struct Shared {
 /// A `_bulk` receiver on `127.0.0.1:0`; stops when dropped.
 #[derive(Debug)]
 pub struct EsBulk {
-    addr: SocketAddr,
+    serving: Serving,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl EsBulk {
@@ -104,51 +97,24 @@ impl EsBulk {
     pub fn start() -> EsBulk {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
-        listener
-            .set_nonblocking(true)
-            .expect("cannot make a listener non-blocking");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let shared = Arc::new(Shared::default());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(serve)
-            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
-        std::thread::Builder::new()
-            .name(format!("es-bulk-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("cannot build the receiver's runtime");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("cannot register the receiver's listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })
-            .expect("cannot start the receiver thread");
         EsBulk {
-            addr,
+            serving: Serving::start(listener, app, "es-bulk"),
             shared,
-            shutdown: Some(shutdown),
         }
     }
 
     /// `127.0.0.1:PORT`, for an allow-list.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// The next `times` items whose source line contains `needle` fail with
@@ -202,11 +168,6 @@ impl EsBulk {
             .find_map(|(index, docs)| docs.get(id).map(|d| (index, d.clone())))
     }
 
-    /// How many documents are stored.
-    pub fn count(&self) -> usize {
-        self.indices().values().map(BTreeMap::len).sum()
-    }
-
     /// Waits until at least `n` documents are stored; panics with the
     /// requests so far on timeout.
     pub fn wait_for_documents(
@@ -232,14 +193,6 @@ impl EsBulk {
     }
 }
 
-impl Drop for EsBulk {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
 async fn serve(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -252,13 +205,12 @@ async fn serve(
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
-    let path = uri
-        .path_and_query()
-        .map_or_else(|| uri.path().to_string(), |p| p.to_string());
     let (status, answer) = {
         let mut inner = shared.inner.lock().unwrap();
         let mut request = BulkRequest {
-            path: path.clone(),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_string(), |p| p.to_string()),
             authorization: header("authorization"),
             items: Vec::new(),
             status: 200,
@@ -391,20 +343,17 @@ fn handle(
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
     let mut actions = Vec::new();
     while let Some(line) = lines.next() {
-        let action: Value = match serde_json::from_slice(line) {
-            Ok(Value::Object(action)) if action.len() == 1 => Value::Object(action),
-            _ => {
-                return error(
-                    400,
-                    "x_content_parse_exception",
-                    &format!("Malformed action/metadata line [{}]", actions.len() * 2 + 1),
-                );
-            }
+        let action = match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(action)) if action.len() == 1 => action.into_iter().next(),
+            _ => None,
         };
-        let Some((op, meta)) = action.as_object().and_then(|a| a.iter().next()) else {
-            continue;
+        let Some((op, meta)) = action else {
+            return error(
+                400,
+                "x_content_parse_exception",
+                &format!("Malformed action/metadata line [{}]", actions.len() * 2 + 1),
+            );
         };
-        let op = op.clone();
         if !["index", "create", "update", "delete"].contains(&op.as_str()) {
             return error(
                 400,

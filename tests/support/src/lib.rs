@@ -49,6 +49,7 @@ pub mod http;
 pub mod plugin_dir;
 pub mod process;
 pub mod recorder;
+mod serve;
 pub mod servers;
 pub mod zabbix;
 

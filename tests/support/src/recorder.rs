@@ -2,9 +2,10 @@
 //! answers with a response the test can change at any time. A probe target, a
 //! webhook receiver, a Prometheus scrape target.
 //!
-//! It runs axum on a current-thread tokio runtime on its own thread, so it works
-//! the same from plain and async tests, and dropping it never blocks a runtime.
+//! It runs axum on a thread of its own ([`crate::serve`]), so it works the same
+//! from plain and async tests, and dropping it never blocks a runtime.
 
+use crate::serve::Serving;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
@@ -70,9 +71,8 @@ struct Shared {
 /// A recording HTTP server; stops when dropped.
 #[derive(Debug)]
 pub struct Recorder {
-    addr: SocketAddr,
+    serving: Serving,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Recorder {
@@ -87,25 +87,10 @@ impl Recorder {
     /// target coming back); retries the bind for a few seconds while the old
     /// one lets go of the port.
     pub fn start_on(addr: SocketAddr) -> Recorder {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(listener) => return Recorder::serve(listener),
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot bind {addr} again: {e}"),
-            }
-        }
+        Recorder::serve(crate::serve::bind_again(addr))
     }
 
     fn serve(listener: std::net::TcpListener) -> Recorder {
-        listener
-            .set_nonblocking(true)
-            .expect("cannot make a listener non-blocking");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
@@ -117,49 +102,28 @@ impl Recorder {
                 headers: Vec::new(),
             }),
         });
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(record)
-            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
-        std::thread::Builder::new()
-            .name(format!("recorder-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("cannot build the recorder's runtime");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("cannot register the recorder's listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })
-            .expect("cannot start the recorder thread");
         Recorder {
-            addr,
+            serving: Serving::start(listener, app, "recorder"),
             shared,
-            shutdown: Some(shutdown),
         }
     }
 
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{path}", self.addr())
     }
 
     /// Answers `status` from now on (body unchanged).
@@ -225,14 +189,6 @@ impl Recorder {
             requests = self.shared.arrived.wait_timeout(requests, left).unwrap().0;
         }
         requests.clone()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
     }
 }
 

@@ -69,16 +69,7 @@ impl ZabbixReceiver {
     /// Starts a receiver on `addr`, the address of one that was dropped (a
     /// server coming back); retries the bind for a few seconds.
     pub fn start_on(addr: SocketAddr) -> ZabbixReceiver {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match TcpListener::bind(addr) {
-                Ok(listener) => return ZabbixReceiver::serve(listener),
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot bind {addr} again: {e}"),
-            }
-        }
+        ZabbixReceiver::serve(crate::serve::bind_again(addr))
     }
 
     fn serve(listener: TcpListener) -> ZabbixReceiver {

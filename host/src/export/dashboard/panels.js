@@ -52,6 +52,11 @@ function labelText(labels) {
   return entries.map(([k, v]) => `${k}=${v}`).join(", ");
 }
 
+/** An alert's name, then its labels in braces (muted) when it has any. */
+function nameWithLabels(name, labels) {
+  return [name, labels && Object.keys(labels).length ? h("span", { class: "muted" }, ` {${labelText(labels)}}`) : null];
+}
+
 function stat(label, value, tone, sub) {
   return h("div", { class: `stat ${tone || ""}` }, h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, value), sub ? h("div", { class: "stat-sub" }, sub) : null);
 }
@@ -122,7 +127,7 @@ export function renderAlerts(ul, answer) {
       "li",
       { class: "item", dataset: { state: a.state } },
       h("span", { class: `dot ${a.state === "resolved" ? "ok" : TONE[a.severity] || "warn"}` }),
-      h("div", { class: "item-main" }, h("div", { class: "item-title" }, a.name, a.labels && Object.keys(a.labels).length ? h("span", { class: "muted" }, ` {${labelText(a.labels)}}`) : null), h("div", { class: "item-sub" }, a.summary || "", h("span", { class: "muted" }, ` · ${a.rule} · ${ago(a.since)}`))),
+      h("div", { class: "item-main" }, h("div", { class: "item-title" }, ...nameWithLabels(a.name, a.labels)), h("div", { class: "item-sub" }, a.summary || "", h("span", { class: "muted" }, ` · ${a.rule} · ${ago(a.since)}`))),
       badge(a.state),
     ),
   );
@@ -178,7 +183,7 @@ export function renderShadow(line, tbody, view) {
       "tr",
       { dataset: { kind: d.kind } },
       h("td", {}, badge(d.kind.replace("_", " "), d.kind === "different" ? "warn" : "info")),
-      h("td", {}, d.name, Object.keys(d.labels || {}).length ? h("span", { class: "muted" }, ` {${labelText(d.labels)}}`) : null),
+      h("td", {}, ...nameWithLabels(d.name, d.labels)),
       h("td", {}, seen(d.shadow)),
       h("td", {}, seen(d.serving)),
     ),
@@ -201,7 +206,7 @@ export function renderTimeline(info, tbody, report) {
       h("td", { class: "nowrap" }, clock(e.time_ms)),
       h("td", {}, e.version),
       h("td", {}, badge(e.state)),
-      h("td", {}, e.name, Object.keys(e.labels || {}).length ? h("span", { class: "muted" }, ` {${labelText(e.labels)}}`) : null),
+      h("td", {}, ...nameWithLabels(e.name, e.labels)),
       h("td", {}, badge(e.severity)),
       h("td", { class: "num" }, e.value ?? "—"),
     ),

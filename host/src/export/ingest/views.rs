@@ -24,17 +24,15 @@ pub(super) async fn health(State(state): AppRef) -> Json<SidecarHealth> {
         .into_iter()
         .filter(|p| p.kind == Some(PluginKind::Sink))
         .map(|p| {
-            let (backlog, oldest) = state.plugins.sink_backlog(&p.name);
-            let age = oldest.map_or(0.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
-            (p, backlog, age)
-        })
-        .map(|(p, backlog, age)| SinkHealth {
-            backlog,
-            oldest_undelivered_age_seconds: age,
-            healthy: p.status == Status::Running && age <= lag_degraded,
-            name: p.name,
-            status: p.status,
-            last_error: p.last_error,
+            let (backlog, age) = state.plugins.sink_lag(&p.name, now_ms);
+            SinkHealth {
+                backlog,
+                oldest_undelivered_age_seconds: age,
+                healthy: p.status == Status::Running && age <= lag_degraded,
+                name: p.name,
+                status: p.status,
+                last_error: p.last_error,
+            }
         })
         .collect();
     let degraded = sinks.iter().any(|s| !s.healthy);
@@ -44,17 +42,16 @@ pub(super) async fn health(State(state): AppRef) -> Json<SidecarHealth> {
         let down = services.iter().filter(|(_, s)| s.up == Some(false)).count();
         (services.len(), up, down)
     };
-    let now = crate::time::now_ms();
     Json(SidecarHealth {
         status: if degraded { "degraded" } else { "ok" },
         service: "wasmon",
         version: env!("CARGO_PKG_VERSION"),
         ready: state.plugins.is_ready(),
-        uptime_seconds: now.saturating_sub(state.started_ms) as f64 / 1000.0,
+        uptime_seconds: now_ms.saturating_sub(state.started_ms) as f64 / 1000.0,
         events_logged: state.events.end(),
         services: ServiceCounts { total, up, down },
         sinks,
-        timestamp: crate::time::rfc3339(now),
+        timestamp: crate::time::rfc3339(now_ms),
     })
 }
 

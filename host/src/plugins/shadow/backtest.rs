@@ -22,8 +22,8 @@
 //! family under the store's read lock, so collectors and `/metrics` wait at
 //! most one family's copy.
 
+use super::ShadowError;
 use super::diff::HistoryEntry;
-use super::{ShadowError, ShadowLoadError};
 use crate::model::{MetricKind, Sample};
 use crate::plugins::bindings::types;
 use crate::plugins::context::{GuestOutput, HostParts, PluginEnv};
@@ -230,35 +230,24 @@ impl Inner {
         limits: BacktestLimits,
     ) -> Result<BacktestReport, ShadowError> {
         let started = Instant::now();
-        let slot = self.rule_slot(name).map_err(ShadowLoadError::into_error)?;
-        let generation: Arc<Generation> = match request.version {
-            BacktestVersion::Serving => slot.current().ok_or_else(|| {
-                ShadowError::NotFound(format!("no version of rule {name:?} serves"))
-            })?,
+        let slot = self.rule_slot(name)?;
+        // The version replayed, held while it runs (a shadow's generation
+        // outlives its discard meanwhile).
+        let (serving, shadow);
+        let generation: &Generation = match request.version {
+            BacktestVersion::Serving => {
+                serving = slot.current().ok_or_else(|| {
+                    ShadowError::NotFound(format!("no version of rule {name:?} serves"))
+                })?;
+                &serving
+            }
             BacktestVersion::Shadow => {
-                let shadow = slot.shadow.current.load_full().ok_or_else(|| {
+                shadow = slot.shadow.current.load_full().ok_or_else(|| {
                     ShadowError::NotFound(format!("rule {name:?} has no shadow to backtest"))
                 })?;
-                // The generation outlives the shadow's discard while it runs.
-                return self
-                    .backtest_generation(name, &slot, ShadowGen(shadow), request, limits, started)
-                    .await;
+                &shadow.generation
             }
         };
-        self.backtest_generation(name, &slot, generation, request, limits, started)
-            .await
-    }
-
-    async fn backtest_generation(
-        self: &Arc<Self>,
-        name: &str,
-        slot: &crate::plugins::registry::Slot,
-        generation: impl AsRef<Generation>,
-        request: BacktestRequest,
-        limits: BacktestLimits,
-        started: Instant,
-    ) -> Result<BacktestReport, ShadowError> {
-        let generation = generation.as_ref();
         let store = &self.deps.store;
         let (resolution, history_window) = store.history_limits();
         let bad = ShadowError::BadRequest;
@@ -443,15 +432,6 @@ impl Inner {
     }
 }
 
-/// A shadow's generation, kept alive with its shadow while a backtest runs.
-struct ShadowGen(Arc<super::Shadow>);
-
-impl AsRef<Generation> for ShadowGen {
-    fn as_ref(&self) -> &Generation {
-        &self.0.generation
-    }
-}
-
 /// Most events one backtest replays.
 const MAX_EVENTS: usize = 100_000;
 /// Most events one step gets (as a live evaluation).
@@ -485,11 +465,10 @@ fn unreconstructed(oldest_ms: u64, from_ms: u64, matched: usize) -> Vec<Unrecons
         reason: "the heartbeat table is not kept over time: every step gets no services".into(),
     }];
     out.extend(events);
-    out.extend([
-        Unreconstructed {
+    out.push(Unreconstructed {
         field: "samples",
         reason: "values are bucket `last`s at store.history_resolution; families with no live series now are not selected".into(),
-    }]);
+    });
     out
 }
 

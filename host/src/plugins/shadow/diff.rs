@@ -95,13 +95,21 @@ pub(super) struct Diff {
     counted: BTreeSet<(Key, DiffKind)>,
 }
 
-type Firing = Vec<(String, Labels, Severity, u64)>;
+type Firing = Vec<(String, Labels, Severity)>;
+
+/// One alert of both sides: its key, what each side saw, how they differ.
+type Classified<'a> = (
+    &'a Key,
+    Option<&'a AlertSide>,
+    Option<&'a AlertSide>,
+    Option<DiffKind>,
+);
 
 fn observe_side(side: &mut BTreeMap<Key, AlertSide>, firing: Firing, now_ms: u64) {
     for seen in side.values_mut() {
         seen.firing = false;
     }
-    for (name, labels, severity, _) in firing {
+    for (name, labels, severity) in firing {
         let key = (name, labels);
         if let Some(seen) = side.get_mut(&key) {
             seen.last_seen_ms = now_ms;
@@ -148,30 +156,22 @@ impl Diff {
     ) -> Vec<DiffKind> {
         observe_side(&mut self.shadow, shadow, now_ms);
         observe_side(&mut self.serving, serving, now_ms);
-        let keys: BTreeSet<&Key> = self.shadow.keys().chain(self.serving.keys()).collect();
-        let mut entered = Vec::new();
-        let mut fresh = Vec::new();
-        for key in keys {
-            let kind = classify(self.shadow.get(key), self.serving.get(key), interval_ms);
-            if let Some(kind) = kind
-                && !self.counted.contains(&(key.clone(), kind))
-            {
-                fresh.push((key.clone(), kind));
-                entered.push(kind);
-            }
-        }
+        let fresh: Vec<(Key, DiffKind)> = self
+            .classified(interval_ms)
+            .filter_map(|(key, _, _, kind)| Some((key.clone(), kind?)))
+            .filter(|pair| !self.counted.contains(pair))
+            .collect();
+        let entered = fresh.iter().map(|(_, kind)| *kind).collect();
         self.counted.extend(fresh);
         entered
     }
 
     /// The counts and the listed entries.
     pub(super) fn view(&self, interval_ms: u64) -> (DiffCounts, Vec<DiffEntry>) {
-        let keys: BTreeSet<&Key> = self.shadow.keys().chain(self.serving.keys()).collect();
         let mut counts = DiffCounts::default();
         let mut entries = Vec::new();
-        for key in keys {
-            let (shadow, serving) = (self.shadow.get(key), self.serving.get(key));
-            let Some(kind) = classify(shadow, serving, interval_ms) else {
+        for (key, shadow, serving, kind) in self.classified(interval_ms) {
+            let Some(kind) = kind else {
                 counts.same += 1;
                 continue;
             };
@@ -190,6 +190,16 @@ impl Diff {
         }
         entries.sort_by(|a, b| a.kind.cmp(&b.kind).then(a.name.cmp(&b.name)));
         (counts, entries)
+    }
+
+    /// Every alert either side saw, in key order, with both sides and how
+    /// they differ (`None`: alike).
+    fn classified(&self, interval_ms: u64) -> impl Iterator<Item = Classified<'_>> {
+        let keys: BTreeSet<&Key> = self.shadow.keys().chain(self.serving.keys()).collect();
+        keys.into_iter().map(move |key| {
+            let (shadow, serving) = (self.shadow.get(key), self.serving.get(key));
+            (key, shadow, serving, classify(shadow, serving, interval_ms))
+        })
     }
 }
 
@@ -256,13 +266,8 @@ impl History {
 mod tests {
     use super::*;
 
-    fn firing(name: &str, severity: Severity) -> (String, Labels, Severity, u64) {
-        (
-            name.to_string(),
-            vec![("cpu".into(), "0".into())],
-            severity,
-            0,
-        )
+    fn firing(name: &str, severity: Severity) -> (String, Labels, Severity) {
+        (name.to_string(), vec![("cpu".into(), "0".into())], severity)
     }
 
     #[test]

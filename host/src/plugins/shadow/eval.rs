@@ -12,10 +12,11 @@
 
 use super::Shadow;
 use crate::model::AlertChange;
+use crate::plugins::Fault;
 use crate::plugins::bindings::types;
 use crate::plugins::registry::{Inner, Slot};
 use crate::plugins::runtime::CallError;
-use std::sync::atomic::Ordering;
+use crate::plugins::supervisor::{FaultOutcome, start_fault};
 use std::time::{Duration, Instant};
 
 impl Inner {
@@ -51,9 +52,12 @@ impl Inner {
         let generation = &shadow.generation;
         let mut guard = generation.instance.lock().await;
         if guard.is_none() {
-            let number = shadow.info.lock().generation;
-            if !shadow.info.lock().begin_restart(number) {
-                return; // crashed and not due yet, or failed
+            {
+                let mut info = shadow.info.lock();
+                let number = info.generation;
+                if !info.begin_restart(number) {
+                    return; // crashed and not due yet, or failed
+                }
             }
             match self
                 .runtime
@@ -67,11 +71,7 @@ impl Inner {
                     tracing::info!(plugin = rule, "shadow restarted");
                 }
                 Err(error) => {
-                    let fault = match error {
-                        CallError::Fault(fault) => fault,
-                        other => crate::plugins::Fault::Init(other.to_string()),
-                    };
-                    self.shadow_fault(slot, shadow, &fault);
+                    self.shadow_fault(slot, shadow, &start_fault(error));
                     return;
                 }
             }
@@ -81,27 +81,11 @@ impl Inner {
         };
         let started = Instant::now();
         let result = instance.evaluate(input).await;
-        let elapsed = started.elapsed();
-        shadow.evaluations.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut info = shadow.info.lock();
-            info.calls += 1;
-            info.total_call += elapsed;
-            info.last_call = elapsed;
-            info.max_call = info.max_call.max(elapsed);
-            info.last_call_at_ms = Some(crate::time::now_ms());
-            match &result {
-                Ok(_) => info.call_ok(self.config.defaults.healthy_after),
-                Err(CallError::Plugin(message) | CallError::Delivery { message, .. }) => {
-                    info.errors += 1;
-                    info.last_error = Some(crate::plugins::supervisor::ErrorInfo::new(
-                        "error",
-                        message.clone(),
-                    ));
-                }
-                Err(CallError::Fault(_)) => {}
-            }
-        }
+        shadow.info.lock().record_call(
+            started.elapsed(),
+            &result,
+            self.config.defaults.healthy_after,
+        );
         let evaluations = &t.rule_shadow_evaluations;
         match result {
             Ok(alerts) => {
@@ -153,7 +137,7 @@ impl Inner {
         }
     }
 
-    fn shadow_fault(&self, slot: &Slot, shadow: &Shadow, fault: &crate::plugins::Fault) {
+    fn shadow_fault(&self, slot: &Slot, shadow: &Shadow, fault: &Fault) {
         let rule = &*slot.name;
         let t = &self.deps.telemetry;
         t.rule_shadow_faults
@@ -171,10 +155,10 @@ impl Inner {
             )
         };
         match outcome {
-            Some(crate::plugins::supervisor::FaultOutcome::Crashed(delay)) => {
+            Some(FaultOutcome::Crashed(delay)) => {
                 tracing::warn!(plugin = rule, reason = fault.reason(), error = %fault, restart_in = ?delay, "shadow crashed; the serving version is unaffected");
             }
-            Some(crate::plugins::supervisor::FaultOutcome::Failed) => {
+            Some(FaultOutcome::Failed) => {
                 tracing::error!(plugin = rule, reason = fault.reason(), error = %fault, "shadow failed: too many faults in a row; the serving version is unaffected");
             }
             None => {}

@@ -15,15 +15,15 @@
 
 use super::super::registry::{Inner, Plugins};
 use super::super::reload::LoadOutcome;
-use super::{ShadowError, ShadowLoadError, shadow_paths};
+use super::{ShadowError, shadow_paths};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Removes `path`; absent is fine.
-pub(super) fn remove_if_present(path: &Path) -> Result<(), String> {
+/// Removes `path`; absent is fine. Whether it was there.
+pub(super) fn remove_if_present(path: &Path) -> Result<bool, String> {
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
     }
 }
@@ -49,6 +49,18 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn rename(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::rename(from, to)
         .map_err(|e| format!("cannot rename {} to {}: {e}", from.display(), to.display()))
+}
+
+/// Keeps what `path` holds at `at` (a hard link, else a copy), for `path`
+/// to be replaced by a rename next; nothing when `path` is absent.
+fn keep(path: &Path, at: &Path) -> Result<(), String> {
+    remove_if_present(at)?;
+    if path.exists() {
+        std::fs::hard_link(path, at)
+            .or_else(|_| std::fs::copy(path, at).map(|_| ()))
+            .map_err(|e| format!("cannot keep {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Copies `from` to `to` through a hidden temporary file and a rename.
@@ -87,13 +99,7 @@ impl Staged {
             };
             let new = hidden(path, "new");
             write_synced(&new, &content)?;
-            let old = hidden(path, "old");
-            remove_if_present(&old)?;
-            if path.exists() {
-                std::fs::hard_link(path, &old)
-                    .or_else(|_| std::fs::copy(path, &old).map(|_| ()))
-                    .map_err(|e| format!("cannot keep {}: {e}", path.display()))?;
-            }
+            keep(path, &hidden(path, "old"))?;
             rename(&new, path)?;
         }
         Ok(())
@@ -145,7 +151,7 @@ fn swap(a: &Path, b: &Path) -> Result<(), String> {
     match (a.exists(), b.exists()) {
         (true, true) => {
             let temp = hidden(a, "swap");
-            copy_atomic(a, &temp)?;
+            keep(a, &temp)?;
             rename(b, a)?;
             rename(&temp, b)
         }
@@ -160,11 +166,8 @@ impl Plugins {
     /// rule's become `NAME.prev.*`, and the rule reloads through the normal
     /// path (state carries over, calls in flight finish).
     pub async fn promote_shadow(&self, name: &str) -> Result<LoadOutcome, ShadowError> {
-        let inner = self.inner.clone();
         let name = name.to_string();
-        self.inner
-            .handle
-            .spawn(async move { inner.promote(&name).await })
+        self.on_runtime(move |inner| async move { inner.promote(&name).await })
             .await
             .map_err(|e| ShadowError::Internal(format!("the promote task failed: {e}")))?
     }
@@ -172,11 +175,8 @@ impl Plugins {
     /// Returns rule `name` to the version a promote (or the last rollback)
     /// replaced: `NAME.prev.*` and `NAME.*` swap, and the rule reloads.
     pub async fn rollback(&self, name: &str) -> Result<LoadOutcome, ShadowError> {
-        let inner = self.inner.clone();
         let name = name.to_string();
-        self.inner
-            .handle
-            .spawn(async move { inner.rollback(&name).await })
+        self.on_runtime(move |inner| async move { inner.rollback(&name).await })
             .await
             .map_err(|e| ShadowError::Internal(format!("the rollback task failed: {e}")))?
     }
@@ -184,7 +184,7 @@ impl Plugins {
 
 impl Inner {
     async fn promote(self: &Arc<Self>, name: &str) -> Result<LoadOutcome, ShadowError> {
-        let slot = self.rule_slot(name).map_err(ShadowLoadError::into_error)?;
+        let slot = self.rule_slot(name)?;
         let mut memo = slot.shadow.load_lock.lock().await;
         if slot.shadow.current.load().is_none() {
             return Err(ShadowError::NotFound(format!(
@@ -219,7 +219,7 @@ impl Inner {
     }
 
     async fn rollback(self: &Arc<Self>, name: &str) -> Result<LoadOutcome, ShadowError> {
-        let slot = self.rule_slot(name).map_err(ShadowLoadError::into_error)?;
+        let slot = self.rule_slot(name)?;
         let _memo = slot.shadow.load_lock.lock().await;
         let files = RuleFiles::of(&self.config.dir, name);
         if !files.prev_wasm.exists() {

@@ -28,7 +28,7 @@ pub use diff::{AlertSide, DiffEntry, DiffKind, HistoryEntry};
 
 use super::context::GuestOutput;
 use super::manifest::PluginKind;
-use super::registry::{Generation, Inner, Plugins, Slot};
+use super::registry::{Generation, Inner, LoadMemo, Plugins, Slot};
 use super::reload::{BuildError, Target};
 use super::state::KvState;
 use super::supervisor::{ErrorInfo, SlotInfo, Status};
@@ -40,7 +40,6 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wasmtime::component::Component;
 
 /// What a slot holds for shadows: the shadow serving beside the rule, if
 /// any, the lock its loads take turns on, and the serving version's alert
@@ -48,21 +47,14 @@ use wasmtime::component::Component;
 #[derive(Default)]
 pub(super) struct ShadowSlot {
     pub(super) current: ArcSwapOption<Shadow>,
-    load_lock: tokio::sync::Mutex<Memo>,
+    /// What the shadow loads remember: the inputs of the shadow serving and
+    /// the last compiled component.
+    load_lock: tokio::sync::Mutex<LoadMemo>,
     pub(super) history: Mutex<diff::History>,
     /// Shadows loaded for this slot, from 1.
     loads: AtomicU64,
     /// Why the last shadow load failed, while none or an older one serves.
     last_error: Mutex<Option<ErrorInfo>>,
-}
-
-/// What the shadow loads of a slot remember.
-#[derive(Default)]
-struct Memo {
-    /// The inputs of the shadow serving: component hash and manifest text.
-    inputs: Option<(String, Option<String>)>,
-    /// The last compiled component, by hash.
-    compiled: Option<(String, Component)>,
 }
 
 /// One shadow version of a rule.
@@ -77,7 +69,6 @@ pub(super) struct Shadow {
     alerts: AlertManager,
     diff: Mutex<diff::Diff>,
     started_ms: u64,
-    evaluations: AtomicU64,
 }
 
 /// Why a shadow, promote, rollback or backtest request was refused.
@@ -148,37 +139,16 @@ pub struct ShadowView {
 }
 
 /// What a shadow load did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(super) enum ShadowOutcome {
-    /// A new shadow runs: its generation.
-    Loaded(u64),
+    /// A new shadow runs.
+    Loaded,
     /// Its files did not change.
     Unchanged,
     /// No shadow files: none runs (any was discarded).
     Absent,
     /// It does not build; any older shadow keeps running.
-    Failed(ShadowLoadError),
-}
-
-/// Why a shadow load failed.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum ShadowLoadError {
-    /// No rule of that name serves.
-    NoRule(String),
-    /// The serving plugin or the shadow is not a rule.
-    WrongKind(String),
-    /// The component or manifest is bad, or `init` failed.
-    Invalid(String),
-}
-
-impl ShadowLoadError {
-    fn into_error(self) -> ShadowError {
-        match self {
-            ShadowLoadError::NoRule(m) => ShadowError::NotFound(m),
-            ShadowLoadError::WrongKind(m) => ShadowError::Conflict(m),
-            ShadowLoadError::Invalid(m) => ShadowError::Invalid(m),
-        }
-    }
+    Failed(ShadowError),
 }
 
 /// The shadow's files of rule `name`: component and manifest.
@@ -212,19 +182,19 @@ async fn read_opt(path: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
 }
 
 impl Inner {
-    fn rule_slot(&self, name: &str) -> Result<Arc<Slot>, ShadowLoadError> {
+    fn rule_slot(&self, name: &str) -> Result<Arc<Slot>, ShadowError> {
         let slot = self.slots.read().get(name).cloned();
         let Some(slot) = slot else {
-            return Err(ShadowLoadError::NoRule(format!(
+            return Err(ShadowError::NotFound(format!(
                 "no rule {name:?}: a shadow needs the rule it shadows (plugins.d/{name}.wasm)"
             )));
         };
         match slot.current().map(|g| g.kind) {
             Some(PluginKind::Rule) => Ok(slot),
-            Some(kind) => Err(ShadowLoadError::WrongKind(format!(
+            Some(kind) => Err(ShadowError::Conflict(format!(
                 "{name:?} is a {kind}: only rules have shadows"
             ))),
-            None => Err(ShadowLoadError::NoRule(format!(
+            None => Err(ShadowError::NotFound(format!(
                 "no version of rule {name:?} serves: a shadow needs the rule it shadows"
             ))),
         }
@@ -253,23 +223,18 @@ impl Inner {
     async fn load_shadow_locked(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
-        memo: &mut Memo,
+        memo: &mut LoadMemo,
         force: bool,
     ) -> ShadowOutcome {
         let name = &*slot.name;
         let dir = &self.config.dir;
         let (wasm_path, toml_path) = shadow_paths(dir, name);
-        let failed = |slot: &Slot, error: ShadowLoadError| {
-            let message = match &error {
-                ShadowLoadError::NoRule(m)
-                | ShadowLoadError::WrongKind(m)
-                | ShadowLoadError::Invalid(m) => m.clone(),
-            };
-            tracing::warn!(plugin = %slot.name, error = %message, "shadow load failed");
-            *slot.shadow.last_error.lock() = Some(ErrorInfo::new("load", message));
+        let failed = |slot: &Slot, error: ShadowError| {
+            tracing::warn!(plugin = %slot.name, error = %error, "shadow load failed");
+            *slot.shadow.last_error.lock() = Some(ErrorInfo::new("load", error.to_string()));
             ShadowOutcome::Failed(error)
         };
-        let invalid = ShadowLoadError::Invalid;
+        let invalid = ShadowError::Invalid;
         let (own_wasm, own_toml) = match (read_opt(&wasm_path).await, read_opt(&toml_path).await) {
             (Ok(w), Ok(t)) => (w, t),
             (Err(e), _) | (_, Err(e)) => return failed(slot, invalid(e)),
@@ -288,7 +253,7 @@ impl Inner {
                 Ok(None) => {
                     return failed(
                         slot,
-                        ShadowLoadError::NoRule(format!("no component of rule {name:?}")),
+                        ShadowError::NotFound(format!("no component of rule {name:?}")),
                     );
                 }
                 Err(e) => return failed(slot, invalid(e)),
@@ -341,7 +306,7 @@ impl Inner {
             Err(BuildError::WrongKind(kind)) => {
                 return failed(
                     slot,
-                    ShadowLoadError::WrongKind(format!(
+                    ShadowError::Conflict(format!(
                         "the shadow of rule {name:?} implements the {kind} world: a rule's shadow must be a rule"
                     )),
                 );
@@ -364,7 +329,6 @@ impl Inner {
             alerts: self.deps.alerts.detached(),
             diff: Mutex::new(diff::Diff::default()),
             started_ms: crate::time::now_ms(),
-            evaluations: AtomicU64::new(0),
         });
         let old = slot.shadow.current.swap(Some(shadow.clone()));
         *slot.shadow.last_error.lock() = None;
@@ -378,7 +342,7 @@ impl Inner {
             .set(1);
         tracing::info!(plugin = name, shadow = number, sha256 = %&shadow.generation.sha256[..12], own_component, own_manifest, "shadow loaded");
         slot.wake.notify_one();
-        ShadowOutcome::Loaded(number)
+        ShadowOutcome::Loaded
     }
 
     /// Stops the shadow of `slot`, if any.
@@ -417,12 +381,9 @@ impl Plugins {
 
     /// Loads rule `name`'s shadow from its files again (a file event).
     pub(super) async fn reload_shadow(&self, name: &str) {
-        let inner = self.inner.clone();
         let name = name.to_string();
         let _ = self
-            .inner
-            .handle
-            .spawn(async move { inner.load_shadow(&name, false).await })
+            .on_runtime(move |inner| async move { inner.load_shadow(&name, false).await })
             .await;
     }
 
@@ -436,21 +397,17 @@ impl Plugins {
         component: Option<Vec<u8>>,
         manifest: Option<String>,
     ) -> Result<ShadowView, ShadowError> {
-        let inner = self.inner.clone();
         let name = name.to_string();
-        self.inner
-            .handle
-            .spawn(async move { inner.install_shadow(&name, component, manifest).await })
-            .await
-            .map_err(|e| ShadowError::Internal(format!("the shadow task failed: {e}")))?
+        self.on_runtime(move |inner| async move {
+            inner.install_shadow(&name, component, manifest).await
+        })
+        .await
+        .map_err(|e| ShadowError::Internal(format!("the shadow task failed: {e}")))?
     }
 
     /// The shadow of rule `name` and its diff.
     pub fn shadow(&self, name: &str) -> Result<ShadowView, ShadowError> {
-        let slot = self
-            .inner
-            .rule_slot(name)
-            .map_err(ShadowLoadError::into_error)?;
+        let slot = self.inner.rule_slot(name)?;
         let shadow = slot
             .shadow
             .current
@@ -461,15 +418,12 @@ impl Plugins {
 
     /// Discards rule `name`'s shadow and removes its files.
     pub async fn discard_shadow(&self, name: &str) -> Result<(), ShadowError> {
-        let slot = self
-            .inner
-            .rule_slot(name)
-            .map_err(ShadowLoadError::into_error)?;
+        let slot = self.inner.rule_slot(name)?;
         let mut memo = slot.shadow.load_lock.lock().await;
         let (wasm, toml) = shadow_paths(&self.inner.config.dir, name);
-        let had_files = wasm.exists() || toml.exists();
+        let mut had_files = false;
         for path in [&wasm, &toml] {
-            files::remove_if_present(path).map_err(ShadowError::Internal)?;
+            had_files |= files::remove_if_present(path).map_err(ShadowError::Internal)?;
         }
         memo.inputs = None;
         let had = self.inner.discard_shadow(&slot, "discarded by an operator");
@@ -489,7 +443,7 @@ impl Inner {
         component: Option<Vec<u8>>,
         manifest: Option<String>,
     ) -> Result<ShadowView, ShadowError> {
-        let slot = self.rule_slot(name).map_err(ShadowLoadError::into_error)?;
+        let slot = self.rule_slot(name)?;
         let mut memo = slot.shadow.load_lock.lock().await;
         let (wasm_path, toml_path) = shadow_paths(&self.config.dir, name);
         // The files are written, loaded, and put back when the shadow does
@@ -503,13 +457,13 @@ impl Inner {
             return Err(ShadowError::Internal(error));
         }
         match self.load_shadow_locked(&slot, &mut memo, true).await {
-            ShadowOutcome::Loaded(_) | ShadowOutcome::Unchanged => staged.finish(),
+            ShadowOutcome::Loaded | ShadowOutcome::Unchanged => staged.finish(),
             ShadowOutcome::Absent => {
                 return Err(ShadowError::Internal("the shadow's files vanished".into()));
             }
             ShadowOutcome::Failed(error) => {
                 staged.rollback().map_err(ShadowError::Internal)?;
-                return Err(error.into_error());
+                return Err(error);
             }
         }
         drop(memo);
@@ -542,7 +496,7 @@ impl Shadow {
             manifest_source: if self.own_manifest { "file" } else { "serving" },
             status: info.status,
             since: crate::time::rfc3339(self.started_ms),
-            evaluations: self.evaluations.load(Ordering::Relaxed),
+            evaluations: info.calls,
             faults: info.faults,
             consecutive_faults: info.consecutive_faults,
             restarts: info.restarts,

@@ -162,11 +162,7 @@ impl Inner {
             }
             Err(error) => {
                 drop(instance);
-                let fault = match error {
-                    crate::plugins::runtime::CallError::Fault(fault) => fault,
-                    other => Fault::Init(other.to_string()),
-                };
-                self.on_fault(slot, &generation, &fault);
+                self.on_fault(slot, &generation, &super::start_fault(error));
             }
         }
         slot.wake.notify_one();
@@ -262,9 +258,7 @@ impl Plugins {
     /// Stops, starts or restarts `name`; `None` when there is no such plugin.
     pub async fn control(&self, name: &str, action: Action) -> Option<anyhow::Result<Control>> {
         let slot = self.slot(name)?;
-        let inner = self.inner.clone();
-        // Plugin code (a start's init) runs on the plugin runtime.
-        let task = self.inner.handle.spawn(async move {
+        let task = self.on_runtime(move |inner| async move {
             match action {
                 Action::Stop => inner.stop(&slot).await,
                 Action::Start => inner.start(&slot).await,

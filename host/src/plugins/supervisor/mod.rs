@@ -16,6 +16,7 @@ pub use control::{Action, Control, WorkerRecord, WorkerTimes};
 pub(super) use stopped::StoppedSet;
 
 use super::fault::Fault;
+use super::runtime::CallError;
 use crate::config::PluginsConfig;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -279,6 +280,29 @@ impl SlotInfo {
         }
     }
 
+    /// A call of `elapsed` ended with `result`: timings, counters, the
+    /// error it returned (a fault is recorded by [`fault`](Self::fault)).
+    pub(super) fn record_call<R>(
+        &mut self,
+        elapsed: Duration,
+        result: &Result<R, CallError>,
+        healthy_after: Duration,
+    ) {
+        self.calls += 1;
+        self.total_call += elapsed;
+        self.last_call = elapsed;
+        self.max_call = self.max_call.max(elapsed);
+        self.last_call_at_ms = Some(crate::time::now_ms());
+        let (kind, message) = match result {
+            Ok(_) => return self.call_ok(healthy_after),
+            Err(CallError::Fault(_)) => return,
+            Err(CallError::Plugin(message)) => ("error", message),
+            Err(CallError::Delivery { message, .. }) => ("delivery", message),
+        };
+        self.errors += 1;
+        self.last_error = Some(ErrorInfo::new(kind, message.clone()));
+    }
+
     /// A call succeeded: after `healthy_after` of health the faults in a row are forgotten.
     pub(super) fn call_ok(&mut self, healthy_after: Duration) {
         let healthy = self
@@ -327,6 +351,15 @@ impl SlotInfo {
             Status::Loading
         };
         self.record("manual", None, Some("start"));
+    }
+}
+
+/// Why an instance could not start, as a fault: the guest's own fault
+/// (its `init` trapped, ran out of time or memory), else an `init` fault.
+pub(super) fn start_fault(error: CallError) -> Fault {
+    match error {
+        CallError::Fault(fault) => fault,
+        other => Fault::Init(other.to_string()),
     }
 }
 

@@ -9,7 +9,6 @@
 use crate::http;
 use crate::process::{self, ChildProcess, StartError};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -101,11 +100,6 @@ impl AlertmanagerServer {
     /// `127.0.0.1:PORT`, for an allow-list.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Its temporary directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// The alerts it holds now (`GET /api/v2/alerts`: active, silenced and

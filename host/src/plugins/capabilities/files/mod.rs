@@ -199,8 +199,10 @@ fn measure(root: &Path) -> std::io::Result<u64> {
                     "more than {MAX_ENTRIES} entries"
                 )));
             }
+            // `DirEntry::metadata` does not follow symlinks and stats the
+            // name relative to the open directory (no path built per entry).
             // A file removed while we walk is simply not counted.
-            let Ok(meta) = entry.path().symlink_metadata() else {
+            let Ok(meta) = entry.metadata() else {
                 continue;
             };
             total = total.saturating_add(meta.len());

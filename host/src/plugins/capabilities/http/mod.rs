@@ -167,10 +167,8 @@ impl PluginCtx {
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("retry-after"))
             .find_map(|h| retry_after(&h.value, std::time::SystemTime::now()));
-        if let Some(wait) = wait {
-            let call = &mut self.call;
-            call.retry_after = Some(call.retry_after.map_or(wait, |w| w.max(wait)));
-        }
+        // `None` orders before any `Some`: the longest wait wins.
+        self.call.retry_after = self.call.retry_after.max(wait);
     }
 }
 

@@ -4,7 +4,8 @@
 //! allow-list (`buckets`), and the bounds (`max_objects`, `page_size`,
 //! `timeout`, `max_response_bytes`).
 
-use crate::plugins::capabilities::KeyError;
+use crate::plugins::capabilities::aws::sign::Keys;
+use crate::plugins::capabilities::{KeyError, Secret};
 use crate::units::{self, ByteSize};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -54,8 +55,6 @@ pub struct Section {
     max_response_bytes: Option<ByteSize>,
 }
 
-pub use super::super::Secret;
-
 /// What the `storage` capability may do.
 #[derive(Debug, Clone, Serialize)]
 pub struct StorageGrant {
@@ -67,12 +66,9 @@ pub struct StorageGrant {
     pub access_key_env: String,
     /// Where the secret came from.
     pub secret_key_env: String,
-    /// The access key id.
+    /// The credentials, read when the manifest loaded.
     #[serde(skip)]
-    pub access_key: Secret,
-    /// The secret access key.
-    #[serde(skip)]
-    pub secret_key: Secret,
+    pub keys: Keys,
     /// The buckets allowed; `None`: all.
     pub buckets: Option<Vec<String>>,
     /// Most objects one `bucket-stats` call counts.
@@ -161,8 +157,11 @@ impl Section {
             region,
             access_key_env: self.access_key_env,
             secret_key_env: self.secret_key_env,
-            access_key: Secret(access_key),
-            secret_key: Secret(secret_key),
+            keys: Keys {
+                access_key: Secret(access_key),
+                secret_key: Secret(secret_key),
+                session_token: None,
+            },
             buckets: self.buckets,
             max_objects,
             page_size,
@@ -236,7 +235,7 @@ impl StorageGrant {
     /// `text` with the credentials blanked out (for errors from elsewhere).
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for secret in [&self.secret_key.0, &self.access_key.0] {
+        for secret in [&self.keys.secret_key.0, &self.keys.access_key.0] {
             if !secret.is_empty() {
                 out = out.replace(secret.as_str(), "***");
             }

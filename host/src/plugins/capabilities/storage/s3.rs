@@ -68,11 +68,6 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Answer, Failure> {
     let url = url(grant, &request);
-    let keys = sign::Keys {
-        access_key: grant.access_key.clone(),
-        secret_key: grant.secret_key.clone(),
-        session_token: None,
-    };
     let signable = sign::Signable {
         method: request.method.as_str(),
         url: &url,
@@ -80,7 +75,7 @@ pub async fn send(
         body: &[],
     };
     let signed = sign::headers(
-        &keys,
+        &grant.keys,
         &grant.region,
         "s3",
         sign::Flavor::S3,
@@ -290,6 +285,7 @@ fn unix_ms(time: SystemTime) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::capabilities::Secret;
 
     #[test]
     fn a_listing_page_counts_objects_and_bytes() {
@@ -337,8 +333,11 @@ mod tests {
             region: "us-east-1".into(),
             access_key_env: "A".into(),
             secret_key_env: "S".into(),
-            access_key: super::super::grant::Secret("a".into()),
-            secret_key: super::super::grant::Secret("s".into()),
+            keys: sign::Keys {
+                access_key: Secret("a".into()),
+                secret_key: Secret("s".into()),
+                session_token: None,
+            },
             buckets: None,
             max_objects: 10,
             page_size: 1000,
