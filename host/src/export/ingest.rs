@@ -289,7 +289,7 @@ async fn heartbeat(State(state): AppRef, request: Request) -> Response {
             service: &heartbeat.service,
         })
         .into_response();
-        state.ingest.heartbeat(heartbeat)?;
+        state.ingest.heartbeat(heartbeat).await?;
         Ok(response)
     })
     .await

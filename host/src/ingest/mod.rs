@@ -109,8 +109,11 @@ impl Ingest {
         &self.limits
     }
 
-    /// Records a heartbeat: the service is up as of now.
-    pub fn heartbeat(&self, heartbeat: Heartbeat) -> Result<(), IngestError> {
+    /// Records a heartbeat: the service is up as of now. When it brings a
+    /// service back up, resolves once the `service.up` event is durable, so
+    /// a client that reads `/api/events` after the 2xx sees it (transitions
+    /// are rare; a heartbeat without one does not wait).
+    pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<(), IngestError> {
         let now_ms = crate::time::now_ms();
         let transition = {
             let mut services = self.services.lock();
@@ -124,7 +127,10 @@ impl Ingest {
             .with_label_values(&["heartbeat"])
             .inc();
         if let Some(transition) = transition {
-            self.record_transitions(vec![transition], now_ms);
+            let events = self.transition_events(vec![transition], now_ms);
+            if let Err(error) = self.events.append_durable(events).await {
+                tracing::error!(service = %heartbeat.service, %error, "the service's transition event could not be recorded");
+            }
         }
         Ok(())
     }
@@ -243,13 +249,15 @@ impl Ingest {
         let transitions = self.services.lock().expire(now_ms, timeout_ms);
         let n = transitions.len();
         if n > 0 {
-            self.record_transitions(transitions, now_ms);
+            self.events
+                .append_all(self.transition_events(transitions, now_ms));
         }
         n
     }
 
-    /// Logs, counts and records `service.down` / `service.up` events.
-    fn record_transitions(&self, transitions: Vec<Transition>, now_ms: u64) {
+    /// Logs and counts transitions; their `service.down` / `service.up`
+    /// events, for the event log.
+    fn transition_events(&self, transitions: Vec<Transition>, now_ms: u64) -> Vec<Event> {
         let timeout = self.heartbeat_timeout;
         let events = transitions.into_iter().map(|t| {
             let (event_type, service, severity, detail) = match t {
@@ -296,8 +304,7 @@ impl Ingest {
             self.events.live().service(&event);
             event
         });
-        let events: Vec<Event> = events.collect();
-        self.events.append_all(events);
+        events.collect()
     }
 
     /// The services with heartbeats, for rule inputs.
