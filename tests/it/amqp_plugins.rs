@@ -38,10 +38,6 @@ fn start(plugins: &[(&str, &str, &str)]) -> Host {
     host
 }
 
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
 fn plugin(host: &Host, name: &str) -> Value {
     host.get_json(&format!("/api/plugins/{name}"))
 }
@@ -86,14 +82,12 @@ fn publish_is_confirmed_rejected_or_not_granted_and_the_password_never_shows() {
     host.wait_until(WAIT, || {
         (plugin(&host, "nogrant")["last_error"]["kind"] == "capability").then_some(())
     });
-    let confirmed = metric(
-        &host,
+    let confirmed = host.metric(
         "wasmon_amqp_published_total",
         &[("name", "plugin:publisher"), ("result", "confirmed")],
     );
     assert!(confirmed.unwrap_or(0.0) >= 1.0, "{confirmed:?}");
-    let rejected = metric(
-        &host,
+    let rejected = host.metric(
         "wasmon_amqp_published_total",
         &[("name", "plugin:publisher"), ("result", "rejected")],
     );
@@ -133,11 +127,10 @@ fn a_message_that_makes_on_message_fail_is_redelivered_then_dead_lettered() {
     });
     let name = format!("plugin:consumer:{queue}");
     host.wait_until(WAIT, || {
-        (metric(&host, "amqp_probe_received", &[]) == Some(3.0)).then_some(())
+        (host.metric("amqp_probe_received", &[]) == Some(3.0)).then_some(())
     });
     let outcome = |o: &str| {
-        metric(
-            &host,
+        host.metric(
             "wasmon_amqp_deliveries_total",
             &[("name", &name), ("outcome", o)],
         )
@@ -147,11 +140,14 @@ fn a_message_that_makes_on_message_fail_is_redelivered_then_dead_lettered() {
     host.wait_until(WAIT, || (outcome("acked") == Some(3.0)).then_some(()));
     assert_eq!(rt.block_on(depth(&channel, &queue)), 0);
     assert_eq!(
-        metric(&host, "wasmon_amqp_connected", &[("name", &name)]),
+        host.metric("wasmon_amqp_connected", &[("name", &name)]),
         Some(1.0)
     );
     // The backlog of a consumed queue is exported by the host.
-    assert!(metric(&host, "wasmon_amqp_queue_messages", &[("queue", &queue)]).is_some());
+    assert!(
+        host.metric("wasmon_amqp_queue_messages", &[("queue", &queue)])
+            .is_some()
+    );
     // An error is not a fault: the instance kept serving.
     assert_eq!(plugin(&host, "consumer")["faults"], 0);
 }
@@ -180,8 +176,7 @@ fn a_message_that_makes_on_message_trap_restarts_the_plugin_and_is_dead_lettered
     });
     let name = format!("plugin:trapper:{queue}");
     let outcome = |o: &str| {
-        metric(
-            &host,
+        host.metric(
             "wasmon_amqp_deliveries_total",
             &[("name", &name), ("outcome", o)],
         )

@@ -55,10 +55,6 @@ fn millis(rfc3339: &Value) -> i128 {
         .as_millis() as i128
 }
 
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
 #[test]
 fn an_alert_fires_after_its_for_duration_and_reaches_a_failing_sink_once_it_recovers() {
     let host = start("fail_first = 2\n");
@@ -89,16 +85,14 @@ fn an_alert_fires_after_its_for_duration_and_reaches_a_failing_sink_once_it_reco
     assert_eq!(calls, 3, "two failures, then the delivery");
     assert_eq!(delivered.len(), 1, "one alert.firing event: {delivered:?}");
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "wasmon_sink_failures_total",
             &[("sink", "recorder"), ("kind", "retryable")]
         ),
         Some(2.0)
     );
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "wasmon_sink_delivered_events_total",
             &[("sink", "recorder")]
         ),
@@ -114,7 +108,7 @@ fn an_alert_fires_after_its_for_duration_and_reaches_a_failing_sink_once_it_reco
         host.wait_until(WAIT, || Some(recorded(&host)).filter(|(_, d)| d.len() == 2));
     assert_ne!(delivered[0], delivered[1]);
     host.wait_until(WAIT, || {
-        (metric(&host, "wasmon_sink_backlog_events", &[("sink", "recorder")]) == Some(0.0))
+        (host.metric("wasmon_sink_backlog_events", &[("sink", "recorder")]) == Some(0.0))
             .then_some(())
     });
 }
@@ -123,16 +117,14 @@ fn an_alert_fires_after_its_for_duration_and_reaches_a_failing_sink_once_it_reco
 fn a_permanent_failure_is_dead_lettered_and_the_sink_moves_on() {
     let host = start("fail_first = 1\nfail_permanent = true\n");
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
+        (host.metric(
             "wasmon_sink_dead_letter_events_total",
             &[("sink", "recorder")],
         ) == Some(1.0))
         .then_some(())
     });
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "wasmon_sink_failures_total",
             &[("sink", "recorder"), ("kind", "permanent")]
         ),

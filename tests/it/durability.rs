@@ -77,10 +77,6 @@ fn received(receiver: &Recorder) -> Vec<String> {
         .collect()
 }
 
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
 fn segments(host: &Host) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(host.dir().join("data/events"))
         .unwrap()
@@ -193,7 +189,7 @@ fn a_torn_tail_and_a_flipped_byte_are_counted_logged_and_the_rest_delivered() {
     assert!(line.contains("offset"), "{line}");
     host.wait_for_log("torn tail", WAIT);
     assert_eq!(
-        metric(&host, "wasmon_event_log_corrupt_records_total", &[]),
+        host.metric("wasmon_event_log_corrupt_records_total", &[]),
         Some(1.0)
     );
     let got = host.wait_until(WAIT, || {
@@ -239,7 +235,7 @@ fn a_full_log_rejects_with_retry_after_and_loses_nothing_acknowledged() {
             .is_some_and(|v| v.parse::<u64>().unwrap() >= 1)
     );
     assert!(refused.json()["detail"].as_str().unwrap().contains("full"));
-    assert!(metric(&host, "wasmon_event_log_bytes", &[]).unwrap() <= 65536.0);
+    assert!(host.metric("wasmon_event_log_bytes", &[]).unwrap() <= 65536.0);
 
     // The target comes back: every acknowledged event arrives, and the log
     // takes events again.
@@ -253,8 +249,7 @@ fn a_full_log_rejects_with_retry_after_and_loses_nothing_acknowledged() {
         post_batch(&host.base_url(), &batch_body(0, 5)).ok()
     });
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "wasmon_event_log_dropped_total",
             &[("sink", "hook"), ("reason", "full")]
         ),
@@ -275,12 +270,12 @@ fn drop_oldest_counts_what_it_drops_and_keeps_the_newest() {
     for i in 0..150 {
         acked.extend(post_batch(&host.base_url(), &batch_body(i * 5, 5)).expect("never refused"));
     }
-    let dropped = metric(
-        &host,
-        "wasmon_event_log_dropped_total",
-        &[("sink", "hook"), ("reason", "full")],
-    )
-    .expect("drops are counted");
+    let dropped = host
+        .metric(
+            "wasmon_event_log_dropped_total",
+            &[("sink", "hook"), ("reason", "full")],
+        )
+        .expect("drops are counted");
     assert!(dropped > 0.0);
     receiver.set_status(200);
     let newest: HashSet<&String> = acked[acked.len() - 50..].iter().collect();

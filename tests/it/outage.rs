@@ -7,7 +7,6 @@
 //! sink behind by more than `sinks.lag_degraded` degrades the health; a
 //! sink's `tick` calls `deliver` with an empty batch.
 
-use super::sinks::metric;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -98,15 +97,14 @@ fn wait_delivered(receiver: &Recorder, ids: &[String]) -> Vec<String> {
 fn outage(host: &Host, first: usize) -> Vec<String> {
     let began = Instant::now();
     let during = post_events(host, first, 12);
-    let failures = metric(
-        host,
-        "wasmon_sink_failures_total",
-        &[("sink", "hook"), ("kind", "retryable")],
-    )
-    .unwrap_or(0.0);
+    let failures = host
+        .metric(
+            "wasmon_sink_failures_total",
+            &[("sink", "hook"), ("kind", "retryable")],
+        )
+        .unwrap_or(0.0);
     host.wait_until(WAIT, || {
-        metric(
-            host,
+        host.metric(
             "wasmon_sink_failures_total",
             &[("sink", "hook"), ("kind", "retryable")],
         )
@@ -117,8 +115,7 @@ fn outage(host: &Host, first: usize) -> Vec<String> {
     });
     assert!(view["last_error"]["message"].is_string(), "{view}");
     let age = host.wait_until(WAIT, || {
-        metric(
-            host,
+        host.metric(
             "wasmon_sink_oldest_undelivered_age_seconds",
             &[("sink", "hook")],
         )
@@ -126,7 +123,7 @@ fn outage(host: &Host, first: usize) -> Vec<String> {
     });
     assert!(age < 60.0, "{age}");
     assert_eq!(
-        metric(host, "wasmon_sink_backlog_events", &[("sink", "hook")]),
+        host.metric("wasmon_sink_backlog_events", &[("sink", "hook")]),
         Some(12.0)
     );
     let health = host.get_json("/v1/health");
@@ -157,9 +154,8 @@ fn a_target_down_for_ten_times_the_max_backoff_gets_every_event_in_order_once_ba
         "every event, in order"
     );
     host.wait_until(WAIT, || {
-        (metric(&host, "wasmon_sink_backlog_events", &[("sink", "hook")]) == Some(0.0)
-            && metric(
-                &host,
+        (host.metric("wasmon_sink_backlog_events", &[("sink", "hook")]) == Some(0.0)
+            && host.metric(
                 "wasmon_sink_oldest_undelivered_age_seconds",
                 &[("sink", "hook")],
             ) == Some(0.0))
@@ -199,16 +195,14 @@ fn a_4xx_target_dead_letters_the_batch_and_a_replay_delivers_it() {
     let mut host = start(&receiver);
     let rejected = post_events(&host, 0, 3);
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
+        (host.metric(
             "wasmon_sink_dead_letters_total",
             &[("sink", "hook"), ("reason", "permanent")],
         ) == Some(3.0))
         .then_some(())
     });
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "wasmon_sink_failures_total",
             &[("sink", "hook"), ("kind", "permanent")]
         ),
@@ -283,11 +277,7 @@ fn a_429_with_retry_after_holds_the_retry_back() {
     );
     wait_delivered(&receiver, &ids);
     assert_eq!(
-        metric(
-            &host,
-            "wasmon_sink_retry_after_waits_total",
-            &[("sink", "hook")]
-        ),
+        host.metric("wasmon_sink_retry_after_waits_total", &[("sink", "hook")]),
         Some(1.0)
     );
 }

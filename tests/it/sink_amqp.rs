@@ -9,7 +9,7 @@
 //! restarted mid-stream.
 
 use crate::amqp::{open, runtime};
-use crate::sinks::{self, metric, post};
+use crate::sinks::{self, post};
 use lapin::options::{
     BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
@@ -170,8 +170,7 @@ fn events_arrive_as_json_with_their_ids_routed_by_type() {
         assert!(m.body["time_ms"].as_u64().unwrap() > 0);
     }
     // Each message confirmed by the broker, counted by the capability.
-    let confirmed = metric(
-        &host,
+    let confirmed = host.metric(
         "wasmon_amqp_published_total",
         &[("name", "plugin:amqp"), ("result", "confirmed")],
     );
@@ -252,19 +251,11 @@ fn an_unroutable_message_is_retried_until_bound_or_dead_lettered_when_configured
     let ids = post(&host, "edge", 0..3);
     // `strict` dead-letters the batch; `patient` keeps retrying it.
     host.wait_until(WAIT, || {
-        let n = metric(
-            &host,
-            "wasmon_sink_dead_letters_total",
-            &[("sink", "strict")],
-        );
+        let n = host.metric("wasmon_sink_dead_letters_total", &[("sink", "strict")]);
         (n.unwrap_or(0.0) >= 1.0).then_some(())
     });
     host.wait_for_log("returned by the broker", WAIT);
-    let patient = metric(
-        &host,
-        "wasmon_sink_dead_letters_total",
-        &[("sink", "patient")],
-    );
+    let patient = host.metric("wasmon_sink_dead_letters_total", &[("sink", "patient")]);
     assert_eq!(
         patient.unwrap_or(0.0),
         0.0,

@@ -75,10 +75,6 @@ fn post(host: &Host, service: &str, events: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
 fn log_messages(moto: &S3Server, group: &str, stream: &str) -> Vec<Value> {
     let streams = moto.call(
         "logs",
@@ -196,8 +192,7 @@ fn metrics_and_log_lines_reach_cloudwatch_signed_by_the_host() {
         .sum();
     assert_eq!(sum, 8.0, "{stats}");
     // Signed by the host; the keys never show.
-    let signed = metric(
-        &host,
+    let signed = host.metric(
         "wasmon_plugin_capability_calls_total",
         &[
             ("plugin", "cw"),
@@ -262,7 +257,7 @@ fn a_400_or_a_wrong_secret_dead_letters_and_signing_stays_within_the_grant() {
     let ids = post(&host, "edge", &[("task.done", "ok"), ("task.done", "ok")]);
     for sink in ["nogroup", "badkey"] {
         host.wait_until(WAIT, || {
-            let n = metric(&host, "wasmon_sink_dead_letters_total", &[("sink", sink)]);
+            let n = host.metric("wasmon_sink_dead_letters_total", &[("sink", sink)]);
             (n.unwrap_or(0.0) >= ids.len() as f64).then_some(())
         });
     }
@@ -285,8 +280,7 @@ fn a_400_or_a_wrong_secret_dead_letters_and_signing_stays_within_the_grant() {
         let message = error["message"].as_str().unwrap();
         assert!(message.contains(why), "{sink}: {message}");
     }
-    let refused = metric(
-        &host,
+    let refused = host.metric(
         "wasmon_plugin_capability_calls_total",
         &[
             ("plugin", "ungranted"),

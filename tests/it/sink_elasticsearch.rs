@@ -5,7 +5,7 @@
 //! re-sending only the failed items, an item refused with a 4xx
 //! dead-lettered while the rest is indexed, and a 503 retried.
 
-use crate::sinks::{self, dead_lettered, metric};
+use crate::sinks::{self, dead_lettered};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -96,12 +96,8 @@ fn events_are_indexed_by_day_under_their_ids_with_basic_auth() {
         assert!(request.items.iter().all(|(action, _, _)| action == "index"));
     }
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
-            "wasmon_sink_delivered_events_total",
-            &[("sink", "es")],
-        ) == Some(3.0))
-        .then_some(())
+        (host.metric("wasmon_sink_delivered_events_total", &[("sink", "es")]) == Some(3.0))
+            .then_some(())
     });
 }
 
@@ -126,8 +122,7 @@ fn a_partial_failure_re_sends_only_the_failed_items() {
     }
     assert_eq!(dead_lettered(&host, "es"), 0.0);
     assert!(
-        metric(
-            &host,
+        host.metric(
             "wasmon_sink_failures_total",
             &[("sink", "es"), ("kind", "retryable")]
         )

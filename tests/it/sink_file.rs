@@ -48,10 +48,6 @@ fn start(plugins: &[(&str, &Path, String)]) -> Host {
     host
 }
 
-fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -98,20 +94,17 @@ fn a_plugin_reaches_nothing_outside_its_files_directory() {
     let host = start(&[("escape", Path::new(guests::GUEST_FILES_ESCAPE), manifest)]);
 
     host.wait_until(WAIT, || {
-        (metric(&host, "files_read", &[("case", "inside")]) == Some(1.0)).then_some(())
+        (host.metric("files_read", &[("case", "inside")]) == Some(1.0)).then_some(())
     });
-    assert_eq!(
-        metric(&host, "files_write", &[("case", "inside")]),
-        Some(1.0)
-    );
+    assert_eq!(host.metric("files_write", &[("case", "inside")]), Some(1.0));
     for (case, path) in &cases[1..] {
         assert_eq!(
-            metric(&host, "files_write", &[("case", case)]),
+            host.metric("files_write", &[("case", case)]),
             Some(0.0),
             "{case}: writing {path} worked"
         );
         assert_eq!(
-            metric(&host, "files_read", &[("case", case)]),
+            host.metric("files_read", &[("case", case)]),
             Some(0.0),
             "{case}: reading {path} worked"
         );
@@ -129,7 +122,9 @@ fn a_plugin_reaches_nothing_outside_its_files_directory() {
     // The grant is shown, and the directory's bytes are measured.
     let view = host.get_json("/api/plugins/escape");
     assert_eq!(view["status"], "running", "{view}");
-    let held = metric(&host, "wasmon_plugin_files_bytes", &[("plugin", "escape")]).unwrap();
+    let held = host
+        .metric("wasmon_plugin_files_bytes", &[("plugin", "escape")])
+        .unwrap();
     assert!(held > 0.0, "{held}");
 }
 
@@ -159,15 +154,15 @@ fn a_directory_over_max_bytes_faults_the_call_and_stops_growing() {
     let size = std::fs::metadata(base.0.join("fill.bin")).unwrap().len();
     assert_eq!(size, 12_000);
     assert_eq!(
-        metric(&host, "wasmon_plugin_files_bytes", &[("plugin", "fill")]),
+        host.metric("wasmon_plugin_files_bytes", &[("plugin", "fill")]),
         Some(12_000.0)
     );
-    let denied = metric(
-        &host,
-        "wasmon_plugin_capability_denied_total",
-        &[("plugin", "fill"), ("capability", "files")],
-    )
-    .unwrap();
+    let denied = host
+        .metric(
+            "wasmon_plugin_capability_denied_total",
+            &[("plugin", "fill"), ("capability", "files")],
+        )
+        .unwrap();
     assert!(denied >= 3.0, "{denied}");
     host.wait_for_log("the directory is read-only to this instance", WAIT);
 }

@@ -4,7 +4,7 @@
 //! stream (`WRONGTYPE`) dead-letters the batch; a Redis that is down makes
 //! the sink retry until it is back.
 
-use crate::sinks::{self, metric, post};
+use crate::sinks::{self, post};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -113,11 +113,7 @@ fn every_event_is_a_stream_entry_with_its_id_and_the_stream_is_trimmed() {
     // MAXLEN ~ 100: trimmed near 100 (whole macro nodes of 100 entries), and
     // what is kept is the newest.
     host.wait_until(WAIT, || {
-        let delivered = metric(
-            &host,
-            "wasmon_sink_delivered_events_total",
-            &[("sink", "trimmed")],
-        );
+        let delivered = host.metric("wasmon_sink_delivered_events_total", &[("sink", "trimmed")]);
         (delivered == Some(1000.0)).then_some(())
     });
     let len = int(&redis.cmd(&["XLEN", "wasmon:trimmed"]));
@@ -139,11 +135,7 @@ fn a_key_that_is_not_a_stream_is_dead_lettered_and_a_dead_redis_is_retried() {
     ]);
     let ids = post(&host, "edge", 0..3);
     host.wait_until(WAIT, || {
-        let n = metric(
-            &host,
-            "wasmon_sink_dead_letters_total",
-            &[("sink", "wrongtype")],
-        );
+        let n = host.metric("wasmon_sink_dead_letters_total", &[("sink", "wrongtype")]);
         (n.unwrap_or(0.0) >= 3.0).then_some(())
     });
     host.wait_for_log("WRONGTYPE", WAIT);
@@ -167,11 +159,7 @@ fn a_key_that_is_not_a_stream_is_dead_lettered_and_a_dead_redis_is_retried() {
     let got_ids: BTreeSet<&str> = got.iter().map(|e| field(e, "id")).collect();
     let want: BTreeSet<&str> = ids.iter().chain(&later).map(String::as_str).collect();
     assert_eq!(got_ids, want, "every event once the server answers again");
-    let dead = metric(
-        &host,
-        "wasmon_sink_dead_letters_total",
-        &[("sink", "stream")],
-    );
+    let dead = host.metric("wasmon_sink_dead_letters_total", &[("sink", "stream")]);
     assert_eq!(dead.unwrap_or(0.0), 0.0);
 }
 

@@ -56,11 +56,6 @@ pub(crate) fn post(host: &Host, service: &str, range: std::ops::Range<u32>) -> V
     post_batch(host, &json!(events))
 }
 
-/// The value of the series `name` with `labels` in the host's `/metrics`.
-pub(crate) fn metric(host: &Host, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric_value(&host.get("/metrics").1, name, labels)
-}
-
 /// Events the host dead-lettered for `sink`, whichever name the metric has.
 pub(crate) fn dead_lettered(host: &Host, sink: &str) -> f64 {
     let metrics = host.get("/metrics").1;

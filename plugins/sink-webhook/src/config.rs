@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wasmon_sdk::config::duration_opt;
+use wasmon_sdk::config::{self, duration_opt};
 
 /// Request timeout when `[config]` sets none: below the host's default
 /// per-call budget of 2 s, with room to build the request.
@@ -60,27 +60,12 @@ pub struct Webhook {
 impl Config {
     /// Checks what types alone cannot; errors name the key.
     pub fn validate(self) -> Result<Webhook, String> {
-        check_url(&self.url).map_err(|e| format!("`url`: {e}"))?;
-        for (name, value) in &self.headers {
-            if !is_token(name) {
-                return Err(format!("`headers`: {name:?} is not a header name"));
-            }
-            if name.eq_ignore_ascii_case("content-type")
-                || name.eq_ignore_ascii_case("content-length")
-            {
-                return Err(format!("`headers`: {name:?} is set by the sink"));
-            }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-                return Err(format!("`headers.{name}`: the value has a line break"));
-            }
-        }
+        config::check_http_url(&self.url).map_err(|e| format!("`url`: {e}"))?;
+        config::check_headers(&self.headers, &["content-type", "content-length"])?;
         if let Some(pattern) = self.events.iter().find(|p| p.is_empty()) {
             return Err(format!("`events`: {pattern:?} is empty"));
         }
-        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() || timeout.as_millis() > u128::from(u32::MAX) {
-            return Err("`timeout` must be greater than zero and below 49 days".into());
-        }
+        let timeout = config::http_timeout(self.timeout, DEFAULT_TIMEOUT)?;
         Ok(Webhook {
             url: self.url,
             headers: self.headers.into_iter().collect(),
@@ -89,31 +74,6 @@ impl Config {
             source: self.source.unwrap_or_else(|| DEFAULT_SOURCE.into()),
         })
     }
-}
-
-/// An `http://` or `https://` URL with a host.
-fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host.is_empty() || host.starts_with(':') {
-        return Err(format!("{url:?} has no host"));
-    }
-    if url.chars().any(char::is_whitespace) {
-        return Err(format!("{url:?} contains whitespace"));
-    }
-    Ok(())
-}
-
-/// An HTTP token (RFC 9110): a header name.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

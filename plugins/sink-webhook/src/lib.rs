@@ -4,7 +4,7 @@
 //! A 2xx answer delivers the batch. 408, 429, 5xx, timeouts and transport
 //! errors return `retryable`, so the host retries the same batch with backoff
 //! and nothing is lost while the receiver is down; other statuses return
-//! `permanent` and the host dead-letters the batch (see [`payload::outcome`]).
+//! `permanent` and the host dead-letters the batch (see [`wasmon_sdk::sink::outcome`]).
 //!
 //! # Layout
 //!
@@ -70,7 +70,7 @@ impl Sink for Webhook {
         for (name, value) in &config.headers {
             request = request.with_header(name.as_str(), value.as_str());
         }
-        let result = payload::outcome(&config.url, http::send(&request));
+        let result = wasmon_sdk::sink::outcome(&config.url, http::send(&request));
         if let Err(DeliveryError::Permanent(message)) = &result {
             wasmon_sdk::error!(
                 "batch of {} events not deliverable, the host dead-letters it: {message}",

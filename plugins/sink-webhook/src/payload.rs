@@ -26,9 +26,8 @@
 //! byte the same; receivers deduplicate on the event `id`.
 
 use serde::Serialize;
+use wasmon_sdk::Event;
 use wasmon_sdk::event_json::Readable;
-use wasmon_sdk::http::{HttpError, Response};
-use wasmon_sdk::{DeliveryError, Event};
 
 /// The envelope's format version.
 pub const VERSION: &str = "1";
@@ -71,17 +70,12 @@ pub fn body(
     .map(Some)
 }
 
-/// What the receiver's answer means for the batch: the SDK's retry rules
-/// ([`wasmon_sdk::sink::outcome`]): 2xx delivered; 408, 429, 5xx, timeouts,
-/// transport errors and an answer over the size cap retried; other statuses,
-/// a host the manifest does not grant and an invalid request dead-lettered.
-pub fn outcome(url: &str, answer: Result<Response, HttpError>) -> Result<(), DeliveryError> {
-    wasmon_sdk::sink::outcome(url, answer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmon_sdk::DeliveryError;
+    use wasmon_sdk::http::{HttpError, Response};
+    use wasmon_sdk::sink::outcome;
     use wasmon_sdk::{AlertChange, AlertState, Label, Severity};
 
     fn event(id: &str, event_type: &str) -> Event {

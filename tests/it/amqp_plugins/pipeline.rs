@@ -35,8 +35,7 @@ fn pipeline_manifest(url: &str, queues: &[&str], extra: &str) -> String {
 }
 
 fn requests(host: &Host, pipeline: &str, status: &str) -> f64 {
-    metric(
-        host,
+    host.metric(
         "fr_pipeline_requests_total",
         &[("pipeline", pipeline), ("status", status)],
     )
@@ -90,8 +89,7 @@ fn the_pipeline_collector_counts_ten_thousand_messages_once_with_their_latency_a
     });
     let name = format!("plugin:pipeline:{results_queue}");
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
+        (host.metric(
             "wasmon_amqp_deliveries_total",
             &[("name", &name), ("outcome", "acked")],
         ) == Some(10_000.0))
@@ -100,8 +98,7 @@ fn the_pipeline_collector_counts_ten_thousand_messages_once_with_their_latency_a
     assert_eq!(requests(&host, "face", "success"), 7_500.0);
     assert_eq!(requests(&host, "face", "failure"), 2_500.0);
     let bucket = |bound: &str| {
-        metric(
-            &host,
+        host.metric(
             "fr_pipeline_latency_observations_total",
             &[("pipeline", "face"), ("upper_bound", bound)],
         )
@@ -118,32 +115,30 @@ fn the_pipeline_collector_counts_ten_thousand_messages_once_with_their_latency_a
     ] {
         assert_eq!(bucket(bound), Some(expected), "bucket {bound}");
     }
-    let sum = metric(
-        &host,
-        "fr_pipeline_latency_sum_seconds_total",
-        &[("pipeline", "face")],
-    )
-    .unwrap();
+    let sum = host
+        .metric(
+            "fr_pipeline_latency_sum_seconds_total",
+            &[("pipeline", "face")],
+        )
+        .unwrap();
     assert!((sum - 2_500.0 * 3.333).abs() < 0.5, "{sum}");
-    let max = metric(
-        &host,
-        "fr_pipeline_latency_seconds",
-        &[("pipeline", "face"), ("stat", "max")],
-    )
-    .unwrap();
+    let max = host
+        .metric(
+            "fr_pipeline_latency_seconds",
+            &[("pipeline", "face"), ("stat", "max")],
+        )
+        .unwrap();
     assert!((max - 3.0).abs() < 1e-3, "{max}");
     // Saved actions: counted, and the newest 100 kept as the plugin's state.
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
+        (host.metric(
             "fr_saved_actions_total",
             &[("action", "pause"), ("outcome", "success")],
         ) == Some(100.0))
         .then_some(())
     });
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "fr_saved_actions_total",
             &[("action", "block"), ("outcome", "success")]
         ),
@@ -156,11 +151,10 @@ fn the_pipeline_collector_counts_ten_thousand_messages_once_with_their_latency_a
     assert_eq!(history[0]["client_id"], "c-50");
     assert_eq!(history[99]["client_id"], "c-149");
     host.wait_until(WAIT, || {
-        (metric(&host, "fr_gateway_sessions", &[("gateway", "gw-1")]) == Some(7.0)).then_some(())
+        (host.metric("fr_gateway_sessions", &[("gateway", "gw-1")]) == Some(7.0)).then_some(())
     });
     assert_eq!(
-        metric(
-            &host,
+        host.metric(
             "fr_gateway_events_total",
             &[("gateway", "gw-1"), ("event", "heartbeat")]
         ),
@@ -191,7 +185,7 @@ fn a_broker_killed_mid_stream_loses_nothing_and_the_collector_reconnects() {
     host.wait_for_log("amqp connection lost", WAIT);
     let name = format!("plugin:pipeline:{queue}");
     assert_eq!(
-        metric(&host, "wasmon_amqp_connected", &[("name", &name)]),
+        host.metric("wasmon_amqp_connected", &[("name", &name)]),
         Some(0.0)
     );
     rabbit.restart();
@@ -209,10 +203,10 @@ fn a_broker_killed_mid_stream_loses_nothing_and_the_collector_reconnects() {
     assert_eq!(rt.block_on(depth(&channel, &format!("{queue}.dlq"))), 0);
     assert_eq!(host.pid(), pid, "the host was not restarted");
     host.wait_until(WAIT, || {
-        (metric(&host, "wasmon_amqp_connected", &[("name", &name)]) == Some(1.0)).then_some(())
+        (host.metric("wasmon_amqp_connected", &[("name", &name)]) == Some(1.0)).then_some(())
     });
     assert_eq!(
-        metric(&host, "wasmon_amqp_disconnects_total", &[("name", &name)]),
+        host.metric("wasmon_amqp_disconnects_total", &[("name", &name)]),
         Some(1.0)
     );
 }
@@ -294,8 +288,7 @@ fn the_example_manifest_consumes_the_seed_queues_with_the_url_from_the_seed_vari
     host.wait_ready(WAIT);
     let gateway = "monitoring.gateway_events";
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
+        (host.metric(
             "wasmon_amqp_connected",
             &[("name", &format!("plugin:rabbitmq_pipeline:{gateway}"))],
         ) == Some(1.0))
@@ -326,20 +319,19 @@ fn the_example_manifest_consumes_the_seed_queues_with_the_url_from_the_seed_vari
             && requests(&host, "face", "failure") == 1.0)
             .then_some(())
     });
-    let mean = metric(
-        &host,
-        "fr_pipeline_latency_seconds",
-        &[("pipeline", "phone"), ("stat", "mean")],
-    )
-    .unwrap();
+    let mean = host
+        .metric(
+            "fr_pipeline_latency_seconds",
+            &[("pipeline", "phone"), ("stat", "mean")],
+        )
+        .unwrap();
     assert!((mean - 0.25).abs() < 1e-6, "{mean}");
     host.wait_until(WAIT, || {
-        (metric(
-            &host,
+        (host.metric(
             "fr_saved_actions_total",
             &[("action", "deactivate"), ("outcome", "success")],
         ) == Some(1.0)
-            && metric(&host, "fr_gateway_sessions", &[("gateway", "gw-a")]) == Some(3.0))
+            && host.metric("fr_gateway_sessions", &[("gateway", "gw-a")]) == Some(3.0))
         .then_some(())
     });
     let logs = host.logs();

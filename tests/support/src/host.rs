@@ -278,6 +278,11 @@ impl Host {
         (r.status, r.text())
     }
 
+    /// The value of one series in `/metrics` (labels: a subset to match).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        crate::metric_value(&self.get("/metrics").1, name, labels)
+    }
+
     /// `GET path`, asserting a 2xx status, → the JSON body.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let r = self.request("GET", path, &[], None);

@@ -132,9 +132,9 @@ pub fn sign_request(
         .iter()
         .map(|h| (h.name.as_str(), h.value.as_str()))
         .collect();
-    let method = method_name(request.method);
+    let method = super::http::method(request.method);
     let signable = sign::Signable {
-        method,
+        method: method.as_str(),
         url: url.as_str(),
         headers: &headers,
         body: request.body.as_deref().unwrap_or_default(),
@@ -156,18 +156,6 @@ pub fn sign_request(
             Signing::Signed(service.clone())
         }
         Err(why) => Signing::Failed(why),
-    }
-}
-
-fn method_name(method: http::Method) -> &'static str {
-    match method {
-        http::Method::Get => "GET",
-        http::Method::Head => "HEAD",
-        http::Method::Post => "POST",
-        http::Method::Put => "PUT",
-        http::Method::Patch => "PATCH",
-        http::Method::Delete => "DELETE",
-        http::Method::Options => "OPTIONS",
     }
 }
 

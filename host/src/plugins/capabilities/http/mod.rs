@@ -187,7 +187,8 @@ fn invalid(message: String) -> http::HttpError {
     http::HttpError::InvalidRequest(message)
 }
 
-fn method(method: http::Method) -> reqwest::Method {
+/// The WIT method as an HTTP method (the `aws` capability signs its name).
+pub(super) fn method(method: http::Method) -> reqwest::Method {
     match method {
         http::Method::Get => reqwest::Method::GET,
         http::Method::Head => reqwest::Method::HEAD,
