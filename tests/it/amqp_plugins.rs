@@ -12,7 +12,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, RabbitMqServer, guests};
 
 mod pipeline;
 

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(20);

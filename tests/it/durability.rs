@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, Recorder, StatusCode, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, Recorder, StatusCode, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(20);

@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use wasmon_test_support::{Host, HostOptions, S3Server, guests, metric_value};
+use wasmon_test_support::{Host, HostOptions, S3Server, guests};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmon");
 const WAIT: Duration = Duration::from_secs(60);
