@@ -114,3 +114,75 @@ build_guests() {
     fi
   done
 }
+
+# The plugin authoring toolchains (issue 12), pinned, for the tests and
+# benchmarks that generate and build Python and JavaScript plugins: a venv
+# with componentize-py (scripts/authoring-tools/requirements.txt) and `npm ci`
+# of scripts/authoring-tools (componentize-js, jco; lockfile committed), both
+# under target/authoring-tools/. Idempotent: reinstalls only when a pin
+# changed. Exports what tests/support/src/authoring.rs reads:
+# WASMON_TEST_PY_TOOLS (the dir holding componentize-py), WASMON_TEST_JS_TOOLS
+# (the dir holding componentize-js) and WASMON_TEST_CARGO_TARGET (the target
+# dir generated Rust plugins share, so their dependencies build once).
+ensure_authoring_tools() {
+  local src="$root/scripts/authoring-tools" dest="$root/target/authoring-tools"
+  local venv="$dest/venv" want have
+  mkdir -p "$dest"
+
+  want=$(sed -n 's/^componentize-py==//p' "$src/requirements.txt")
+  have=$("$venv/bin/componentize-py" --version 2>/dev/null | awk '{print $2}' || true)
+  if [ "$have" != "$want" ]; then
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+    say "installing componentize-py==$want into target/authoring-tools/venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$src/requirements.txt"
+  fi
+
+  { command -v node >/dev/null && command -v npm >/dev/null; } || apt_install nodejs npm
+  local stamp="$dest/package-lock.sha256"
+  want=$(sha256sum "$src/package-lock.json" | awk '{print $1}')
+  if [ ! -x "$dest/node_modules/.bin/componentize-js" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the JavaScript plugin toolchain (npm ci of scripts/authoring-tools) into target/authoring-tools"
+    cp "$src/package.json" "$src/package-lock.json" "$dest/"
+    (cd "$dest" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+
+  mkdir -p "$root/target/authoring-rust"
+  export WASMON_TEST_PY_TOOLS="$venv/bin"
+  export WASMON_TEST_JS_TOOLS="$dest/node_modules/.bin"
+  export WASMON_TEST_CARGO_TARGET="$root/target/authoring-rust"
+}
+
+# Builds the plugin examples written in Python and JavaScript with
+# `wasmon plugin build` (the binary at $1) and runs their unit tests, and the
+# Python and JS SDKs' own tests. Needs ensure_authoring_tools first.
+build_authoring_examples() {
+  local wasmon=$1 dir
+  local path="$WASMON_TEST_PY_TOOLS:$WASMON_TEST_JS_TOOLS:$PATH"
+  if [ -d "$root/plugins/sdk-python/tests" ]; then
+    say "testing plugins/sdk-python (python3 -m unittest)"
+    (cd "$root" && python3 -m unittest discover -s plugins/sdk-python/tests -q)
+  fi
+  if [ -d "$root/plugins/sdk-js/test" ]; then
+    say "testing plugins/sdk-js (node --test)"
+    (cd "$root/plugins/sdk-js" && node --test test/)
+  fi
+  for dir in collector-python-example rule-python-example collector-js-example; do
+    dir="$root/plugins/$dir"
+    [ -d "$dir" ] || die "plugin example $dir is missing"
+    say "building plugins/${dir##*/} (wasmon plugin build)"
+    PATH="$path" "$wasmon" plugin build "$dir"
+    if [ -f "$dir/package.json" ]; then
+      say "testing plugins/${dir##*/} (npm test, else node --test)"
+      if (cd "$dir" && node -e 'process.exit(require("./package.json").scripts?.test ? 0 : 1)'); then
+        (cd "$dir" && PATH="$path" npm test --silent)
+      else
+        (cd "$dir" && node --test)
+      fi
+    else
+      say "testing plugins/${dir##*/} (python3 -m unittest)"
+      (cd "$dir" && PYTHONPATH="$root/plugins/sdk-python${PYTHONPATH:+:$PYTHONPATH}" python3 -m unittest discover -s . -q)
+    fi
+  done
+}

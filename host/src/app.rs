@@ -20,6 +20,8 @@ pub async fn run(
     plugin_runtime: tokio::runtime::Handle,
     shutdown: Shutdown,
 ) -> Result<()> {
+    // Compiles (every load of a new plugin file) yield to scrapes and calls.
+    crate::plugins::lower_compile_priority();
     let addr = SocketAddr::new(config.server.host, config.server.port);
     let settings = export::server::Settings::from_config(&config.server);
     // The plugins stop only once HTTP has drained, so events accepted while

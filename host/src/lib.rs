@@ -24,9 +24,11 @@
 //!   depth) and `[[ingest.amqp]]`.
 //! - [`telemetry`]: the host's own metrics.
 //! - [`shutdown`]: the token every task watches.
+//! - [`cli`]: `wasmon plugin ...`, the plugin author's commands.
 
 pub mod amqp;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod events;
 pub mod export;

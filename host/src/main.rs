@@ -31,15 +31,14 @@ struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
-    /// Load one plugin outside the host, call it once and print what it
-    /// returned (collectors: samples; rules: alerts on no input; sinks: init only).
-    PluginCheck {
-        /// The component (`.wasm`).
-        wasm: PathBuf,
-        /// Its manifest (`.toml`); `NAME.toml` beside the component by default.
-        #[arg(long)]
-        manifest: Option<PathBuf>,
+    /// Write, build, check, run and install plugins (`wasmon plugin --help`).
+    Plugin {
+        #[command(subcommand)]
+        command: wasmon::cli::PluginCommand,
     },
+    /// The same as `wasmon plugin check` (kept for scripts written before it).
+    #[command(hide = true)]
+    PluginCheck(wasmon::cli::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,8 +53,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    if let Some(Command::PluginCheck { wasm, manifest }) = args.command {
-        return plugin_check(&wasm, manifest);
+    match args.command {
+        Some(Command::Plugin { command }) => return command.run(),
+        Some(Command::PluginCheck(mut check)) => {
+            // It always printed JSON.
+            check.json = true;
+            return wasmon::cli::PluginCommand::Check(check).run();
+        }
+        None => {}
     }
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(dir) = args.plugins_dir {
@@ -98,45 +103,6 @@ fn run(args: Args) -> Result<()> {
     main.shutdown_timeout(std::time::Duration::from_secs(1));
     plugins.shutdown_timeout(std::time::Duration::from_secs(1));
     result
-}
-
-fn plugin_check(wasm: &std::path::Path, manifest: Option<PathBuf>) -> Result<()> {
-    use wasmon::plugins::{PluginKind, Standalone};
-    let manifest = manifest.or_else(|| Some(wasm.with_extension("toml")).filter(|p| p.exists()));
-    let text = match &manifest {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read {}", path.display()))?,
-        ),
-        None => None,
-    };
-    let name = wasm
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin")
-        .to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut plugin = Standalone::load(&name, wasm, text.as_deref(), wasmon::config::Compiler::default()).await?;
-        let kind = plugin.kind();
-        let output = match kind {
-            PluginKind::Collector => serde_json::to_value(plugin.collect().await.map_err(|e| anyhow::anyhow!("{e}"))?)?,
-            PluginKind::Rule => {
-                let alerts = plugin.evaluate(Vec::new()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                serde_json::Value::Array(
-                    alerts
-                        .into_iter()
-                        .map(|a| serde_json::json!({ "name": a.name, "labels": a.labels, "severity": a.severity, "summary": a.summary, "value": a.value }))
-                        .collect(),
-                )
-            }
-            PluginKind::Sink => serde_json::Value::Null,
-        };
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plugin": name, "kind": kind, "ok": true, "output": output }))?);
-        Ok(())
-    })
 }
 
 fn init_logging(config: &Config) {

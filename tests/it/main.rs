@@ -7,6 +7,7 @@
 
 mod amqp;
 mod amqp_plugins;
+mod authoring;
 mod client_sdk;
 mod collectors;
 mod dashboard;
@@ -27,6 +28,7 @@ mod openapi;
 mod operations;
 mod outage;
 mod pipeline;
+mod plugin_cli;
 mod shadow;
 mod sink_alertmanager;
 mod sink_amqp;
@@ -39,4 +41,7 @@ mod sinks;
 mod sql;
 mod storage;
 mod supervisor;
+mod teaching;
+mod tutorial;
+mod upload;
 mod websocket;

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/api/plugins"),
     ("GET", "/api/plugins/{name}"),
+    ("PUT", "/api/plugins/{name}"),
     ("GET", "/api/plugins/{name}/restart-history"),
     ("POST", "/api/plugins/reload"),
     ("POST", "/api/plugins/{name}/reload"),
@@ -81,6 +82,7 @@ const ROUTES: &[(&str, &str)] = &[
 /// Routes that need the admin token (or a loopback client without one).
 const ADMIN: &[(&str, &str)] = &[
     ("DELETE", "/api/services/{name}"),
+    ("PUT", "/api/plugins/{name}"),
     ("POST", "/api/plugins/reload"),
     ("POST", "/api/plugins/{name}/reload"),
     ("POST", "/api/plugins/{name}/reset"),

@@ -19,6 +19,7 @@ mod sinks;
 mod storage;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 pub use amqp::{AmqpIngestConfig, SEED_URL_ENV as AMQP_SEED_URL_ENV};
 pub use operations::{PrometheusConfig, SnapshotsConfig};
@@ -27,6 +28,7 @@ pub use sampling::{GpuConfig, GpuEnabled, SamplingConfig, StoreConfig};
 pub use server::{HeartbeatConfig, IngestConfig, LogConfig, LogFormat, ServerConfig};
 pub use sinks::SinksConfig;
 pub use storage::{Durability, StorageConfig, WhenFull};
+pub use upload::{MaxGrants, UploadConfig};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;

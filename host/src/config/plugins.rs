@@ -7,6 +7,8 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::upload::UploadConfig;
+
 /// The plugin directory and the defaults of every manifest.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +27,11 @@ pub struct PluginsConfig {
     pub cache: bool,
     /// Where the cache lives; `$XDG_CACHE_HOME/wasmon` (or `~/.cache/wasmon`) when absent.
     pub cache_dir: Option<PathBuf>,
+    /// Most components compiled at once (compiling a 15 MB Python or
+    /// JavaScript plugin takes seconds of CPU); other loads wait for a slot,
+    /// while every plugin already serving keeps being called. Default: half
+    /// the CPUs, at least 1.
+    pub max_concurrent_compiles: Option<usize>,
     /// Which wasmtime compiler turns plugins into machine code.
     pub compiler: Compiler,
     /// Defaults for every plugin's manifest.
@@ -35,6 +42,8 @@ pub struct PluginsConfig {
     /// `${VAR:-default}` (`*` globs); any other reference makes the manifest
     /// invalid. Default: the seeds' `MONITORING_*` and `PIXCRAWLER_*`.
     pub env_allow: Vec<String>,
+    /// What `PUT /api/plugins/{name}` may install (`[plugins.upload]`).
+    pub upload: UploadConfig,
 }
 
 impl PluginsConfig {
@@ -61,6 +70,7 @@ impl Default for PluginsConfig {
             debounce: Duration::from_millis(20),
             cache: true,
             cache_dir: None,
+            max_concurrent_compiles: None,
             compiler: Compiler::default(),
             defaults: PluginDefaults::default(),
             limits: PluginLimits::default(),
@@ -68,6 +78,7 @@ impl Default for PluginsConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            upload: UploadConfig::default(),
         }
     }
 }
@@ -200,6 +211,7 @@ impl PluginsConfig {
     /// Checks the limits, and the defaults against them: each error names
     /// the keys.
     pub(super) fn validate(&self) -> Result<()> {
+        self.upload.validate()?;
         let (d, l) = (&self.defaults, &self.limits);
         for (key, zero) in [
             ("plugins.defaults.init_timeout", d.init_timeout.is_zero()),

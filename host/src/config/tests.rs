@@ -227,3 +227,52 @@ fn relative_plugin_dir_is_resolved_against_the_file() {
     assert!(c.plugins.dir.is_absolute());
     assert!(c.plugins.dir.ends_with("p.d"));
 }
+
+#[test]
+fn plugin_uploads_grant_nothing_by_default_and_name_their_keys() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.plugins.upload.max_bytes, ByteSize(32 << 20));
+    assert_eq!(c.plugins.upload.timeout, Duration::from_secs(30));
+    assert!(c.plugins.upload.max_grants.http.is_empty());
+    assert!(!c.plugins.upload.max_grants.http_self);
+    assert!(c.plugins.upload.max_grants.capabilities.is_empty());
+
+    let c = load(
+        "[plugins.upload]\nmax_bytes = \"8MiB\"\n[plugins.upload.max_grants]\nhttp = [\"api.example.com\", \"10.0.0.5:8080\"]\ncapabilities = [\"redis\", \"sql\"]\n",
+        &[("WASMON_PLUGINS__UPLOAD__TIMEOUT", "5s")],
+    )
+    .unwrap();
+    assert_eq!(c.plugins.upload.max_bytes, ByteSize(8 << 20));
+    assert_eq!(c.plugins.upload.timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.plugins.upload.max_grants.http,
+        ["api.example.com", "10.0.0.5:8080"]
+    );
+    assert_eq!(c.plugins.upload.max_grants.capabilities, ["redis", "sql"]);
+
+    check_err(
+        "[plugins.upload.max_grants]\nhttp = [\"ok.example\", \"http://x/\"]\n",
+        &[],
+        "invalid value for `plugins.upload.max_grants.http[1]`",
+    );
+    check_err(
+        "[plugins.upload.max_grants]\ncapabilities = [\"redis\", \"ftp\"]\n",
+        &[],
+        "`plugins.upload.max_grants.capabilities[1]`: unknown capability \"ftp\"",
+    );
+    check_err(
+        "[plugins.upload.max_grants]\ncapabilities = [\"http\"]\n",
+        &[],
+        "bounded by `plugins.upload.max_grants.http`",
+    );
+    check_err(
+        "[plugins.upload]\nmax_bytes = 0\n",
+        &[],
+        "`plugins.upload.max_bytes`: must be greater than zero",
+    );
+    check_err(
+        "[plugins.upload]\nmax_size = \"1MiB\"\n",
+        &[],
+        "unknown field `max_size`",
+    );
+}

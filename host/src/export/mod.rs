@@ -22,6 +22,7 @@ mod shadow;
 mod sinks;
 mod supervisor;
 mod system;
+mod upload;
 mod ws;
 
 pub use auth::admin_is_loopback_only;
@@ -47,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(breakers::routes(state.clone()))
         .merge(supervisor::routes(state.clone()))
         .merge(shadow::routes(state.clone()))
+        .merge(upload::routes(state.clone()))
         .merge(sinks::routes(state.clone()))
         .merge(ws::routes(state.clone()))
         .merge(openapi::routes())

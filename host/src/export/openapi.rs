@@ -31,7 +31,7 @@ pub(super) const INGEST: &str = "ingest_token";
 pub(super) mod tag {
     /// Heartbeats and events in.
     pub const INGESTION: &str = "ingestion";
-    /// Plugins: list, reload, reset, state, restarts.
+    /// Plugins: list, upload, reload, reset, state, restarts.
     pub const PLUGINS: &str = "plugins";
     /// Alerts and seed 003's status document.
     pub const ALERTS: &str = "alerts";
@@ -55,7 +55,7 @@ pub(super) mod tag {
     ),
     tags(
         (name = "ingestion", description = "Heartbeats and events, verbatim from seeds 000 and 002"),
-        (name = "plugins", description = "Collector, rule and sink plugins: status, reloads, resets, state"),
+        (name = "plugins", description = "Collector, rule and sink plugins: status, uploads (`PUT /api/plugins/{name}`, only while an admin token is set), reloads, resets, state"),
         (name = "alerts", description = "Alerts from the rule plugins, and seed 003's status document"),
         (name = "services", description = "The service table fed by heartbeats, and recent events"),
         (name = "history", description = "History of every series (seed 001): trend queries and snapshots"),

@@ -180,7 +180,7 @@ impl Handler for OnMessage {
             match called {
                 Some(Ok(samples)) => {
                     if !samples.is_empty() {
-                        self.apply(samples, now_ms);
+                        self.apply(generation.number, samples, now_ms);
                     }
                     return Ok(());
                 }
@@ -216,20 +216,13 @@ impl Handler for OnMessage {
 
 impl OnMessage {
     /// Stores what `on-message` returned, as the collector's snapshot.
-    fn apply(&self, samples: Vec<crate::model::Sample>, now_ms: u64) {
+    fn apply(&self, generation: u64, samples: Vec<crate::model::Sample>, now_ms: u64) {
         let source = *self.slot.source.lock();
         let Some(source) = source else {
             return;
         };
         let report = self.inner.deps.store.apply(source, samples, now_ms);
-        for (reason, count) in &report.dropped {
-            self.inner
-                .deps
-                .telemetry
-                .plugin_samples_dropped
-                .with_label_values(&[&*self.slot.name, reason.as_str()])
-                .inc_by(*count as u64);
-        }
-        self.slot.info.lock().series = report.stored;
+        self.slot
+            .samples_applied(&self.inner.deps.telemetry, generation, &report);
     }
 }

@@ -498,4 +498,6 @@ pub(crate) fn display<T: fmt::Display, S: serde::Serializer>(
 pub mod expand;
 
 #[cfg(test)]
+mod reference_test;
+#[cfg(test)]
 mod tests;

@@ -20,6 +20,8 @@
 //! - `activity`: calls in flight and the epoch ticker; `fault`: what a guest can do wrong.
 //! - `shadow`: a rule's shadow version (evaluated beside the serving one,
 //!   alerts to no sink), the alert diff, promote/rollback and backtests.
+//! - `priority`: background threads (backtests, the compile pool) at a lower
+//!   scheduling priority.
 //! - `watcher`: the directory watcher (notify, debounced).
 //! - `standalone`: one plugin outside the registry (`wasmon plugin check`, benchmarks).
 //!
@@ -37,6 +39,7 @@ mod driver;
 mod fault;
 mod host;
 pub mod manifest;
+mod priority;
 mod registry;
 mod reload;
 mod runtime;
@@ -44,12 +47,14 @@ mod shadow;
 mod standalone;
 mod state;
 mod supervisor;
+pub mod upload;
 mod watcher;
 
 pub use breaker::{BreakerState, BreakerView, Breakers};
 pub use capabilities::http::SelfAddresses;
 pub use fault::Fault;
 pub use manifest::{Manifest, PluginKind};
+pub use priority::lower_compile_priority;
 pub use registry::{
     Deps, ErrorInfo, PluginView, Plugins, RestartRecord, Status, Timings, valid_name,
 };

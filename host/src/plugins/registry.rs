@@ -117,6 +117,26 @@ pub struct Slot {
     last_run: AtomicU64,
     /// A rule's shadow version, its load lock and the serving alert history.
     pub(super) shadow: super::shadow::ShadowSlot,
+    /// Samples the store refused from the serving generation, if any.
+    refused: Mutex<Option<RefusedSamples>>,
+}
+
+/// Samples of a collector the store refused (an invalid name, a bad value,
+/// a limit), reported once per generation: the first refusal is logged, later
+/// ones only counted (`wasmon_plugin_samples_dropped_total{plugin,reason}`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RefusedSamples {
+    /// The generation that returned them.
+    pub generation: u64,
+    /// Why the first was refused: `invalid_name`, `invalid_label`, ... (the
+    /// `reason` of `wasmon_plugin_samples_dropped_total`).
+    pub reason: String,
+    /// The first refused sample, by name, and why: ``sample `0bad`: metric name starts with a digit``.
+    pub first: String,
+    /// Samples refused since that generation was loaded.
+    pub count: u64,
+    /// When the first was refused (RFC 3339).
+    pub since: String,
 }
 
 impl Slot {
@@ -133,6 +153,7 @@ impl Slot {
             source: Mutex::new(None),
             last_run: AtomicU64::new(0),
             shadow: super::shadow::ShadowSlot::default(),
+            refused: Mutex::new(None),
         })
     }
 
@@ -157,6 +178,52 @@ impl Slot {
     /// Whether an operator stopped it.
     pub(super) fn is_stopped(&self) -> bool {
         self.info.lock().is_stopped()
+    }
+
+    /// Records what the store did with samples `generation` returned: the
+    /// series held, refusals counted by reason, and the first refusal of a
+    /// generation logged once (with the plugin and the refused sample's
+    /// name) and kept for `/api/plugins`. A generation that stores all its
+    /// samples clears an older generation's report.
+    pub(super) fn samples_applied(
+        &self,
+        telemetry: &Telemetry,
+        generation: u64,
+        report: &crate::store::ApplyReport,
+    ) {
+        for (reason, count) in &report.dropped {
+            telemetry
+                .plugin_samples_dropped
+                .with_label_values(&[&*self.name, reason.as_str()])
+                .inc_by(*count as u64);
+        }
+        self.info.lock().series = report.stored;
+        let dropped = report.dropped_total() as u64;
+        let mut refused = self.refused.lock();
+        match &mut *refused {
+            Some(r) if r.generation == generation => r.count += dropped,
+            _ if dropped == 0 => *refused = None,
+            _ => {
+                let first = report.first_problem.clone().unwrap_or_default();
+                let reason = report.dropped.first().map_or("", |(r, _)| r.as_str());
+                tracing::warn!(
+                    plugin = %self.name,
+                    generation,
+                    reason,
+                    first = %first,
+                    refused = dropped,
+                    "samples refused by the store: the first is named here, once per generation; every one is counted in wasmon_plugin_samples_dropped_total and /api/plugins/{} shows `refused_samples`",
+                    self.name
+                );
+                *refused = Some(RefusedSamples {
+                    generation,
+                    reason: reason.to_string(),
+                    first,
+                    count: dropped,
+                    since: crate::time::rfc3339(crate::time::now_ms()),
+                });
+            }
+        }
     }
 }
 
@@ -205,6 +272,8 @@ pub struct PluginView {
     pub memory_limit_bytes: Option<u64>,
     /// Series it holds in the store (collectors).
     pub series: usize,
+    /// Samples the store refused from the serving generation (collectors).
+    pub refused_samples: Option<RefusedSamples>,
     /// Bytes held by its key-value state.
     pub state_bytes: usize,
     /// Bytes it wrote to stdout/stderr (the tail is kept for fault reports).
@@ -269,6 +338,7 @@ impl Slot {
             memory_bytes: info.memory_bytes,
             memory_limit_bytes: current.as_ref().map(|g| g.manifest.memory_limit.0),
             series: info.series,
+            refused_samples: self.refused.lock().clone(),
             state_bytes: self.state.bytes(),
             output_bytes: self.output.written(),
             manifest: current.as_ref().map(|g| g.manifest.clone()),
@@ -278,6 +348,22 @@ impl Slot {
     /// The restart history, oldest first.
     pub fn restart_history(&self) -> Vec<RestartRecord> {
         self.info.lock().restart_history.iter().cloned().collect()
+    }
+}
+
+/// How many components may compile at once: `plugins.max_concurrent_compiles`,
+/// else half the CPUs, at least 1. Compiling a 15 MB Python or JavaScript
+/// component is seconds of CPU (each compilation is itself parallel), so a
+/// bound keeps the host's other threads served while many plugins load.
+fn compile_slots(configured: Option<usize>) -> anyhow::Result<usize> {
+    match configured {
+        Some(0) => anyhow::bail!(
+            "invalid value for `plugins.max_concurrent_compiles`: must be at least 1 (leave it out for half the CPUs)"
+        ),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .max(1)),
     }
 }
 
@@ -298,9 +384,7 @@ impl Plugins {
         shutdown: Shutdown,
     ) -> anyhow::Result<Plugins> {
         let runtime = Runtime::new(config.cache_dir().as_deref(), config.compiler)?;
-        let compilations = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2);
+        let compilations = compile_slots(config.max_concurrent_compiles)?;
         tracing::debug!(
             compiler = config.compiler.resolve().as_str(),
             compilations,
@@ -422,6 +506,15 @@ impl Plugins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compile_slots_default_to_half_the_cpus_and_refuse_zero() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(compile_slots(None).unwrap(), (cpus / 2).max(1));
+        assert_eq!(compile_slots(Some(3)).unwrap(), 3);
+        let error = compile_slots(Some(0)).unwrap_err().to_string();
+        assert!(error.contains("plugins.max_concurrent_compiles"), "{error}");
+    }
 
     #[test]
     fn names() {

@@ -17,7 +17,7 @@
 
 mod build;
 
-pub(super) use build::{BuildError, Target};
+pub(super) use build::{BuildError, Target, check_kind};
 
 use super::driver;
 use super::manifest::{Manifest, PluginKind};
@@ -214,7 +214,7 @@ impl Inner {
     }
 
     /// Loads `slot`'s plugin from its files; the caller holds its load lock.
-    async fn load_locked(
+    pub(super) async fn load_locked(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         memo: &mut LoadMemo,
@@ -291,7 +291,7 @@ impl Inner {
         }
     }
 
-    fn slot_or_insert(&self, name: &str) -> Arc<Slot> {
+    pub(super) fn slot_or_insert(&self, name: &str) -> Arc<Slot> {
         self.slots
             .write()
             .entry(name.to_string())

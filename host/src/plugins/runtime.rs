@@ -7,8 +7,13 @@
 //! to tokio every tick so a busy guest never holds a worker) and a memory
 //! limit (`ResourceLimiter`). A trap, a timeout or
 //! a limit hit becomes a [`Fault`]: the instance is discarded, never reused.
+//!
+//! A component that cannot load is explained in WIT terms by `teach` (the
+//! version it was built for against the supported ones, the import or export
+//! at fault, a hint), with wasmtime's error kept as the cause.
 
 mod on_message;
+pub(crate) mod teach;
 
 use super::activity::{Activity, EpochTicker};
 use super::bindings::{self, RuleAlert, WitVersion, types};
@@ -202,58 +207,41 @@ impl Runtime {
     /// Compiles a component. Blocking and CPU-heavy: call it off the async workers.
     pub fn compile(&self, bytes: &[u8]) -> Result<Component> {
         if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-            bail!("this is a core WebAssembly module, not a component: build it for wasm32-wasip2");
+            bail!("{}", teach::CORE_MODULE);
         }
-        Component::new(&self.engine, bytes)
-            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))
+        Component::new(&self.engine, bytes).map_err(|e| {
+            let hint = if bytes.starts_with(b"\0asm") {
+                "hint: rebuild it with this wasmon's toolchain (`wasmon plugin build`)"
+            } else {
+                "hint: the file does not start with the WebAssembly magic bytes; is it the `.wasm` the build wrote (not the manifest, a text file or a download page)?"
+            };
+            anyhow::Error::from(e).context(format!("not a valid WebAssembly component. {hint}"))
+        })
     }
 
     /// Reads the world a component implements from its exports, then checks
-    /// its imports and exports against that world.
+    /// its imports and exports against that world. An error says, in WIT
+    /// names, what does not match (the WIT version it was built for against
+    /// the supported ones, the import or export at fault) and what to do;
+    /// wasmtime's own error is its cause.
     pub fn prepare(&self, component: &Component) -> Result<Prepared> {
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let has = |name: &str| exports.iter().any(|e| e == name);
-        let kinds: Vec<PluginKind> = [
-            (has("collect"), PluginKind::Collector),
-            (has("evaluate"), PluginKind::Rule),
-            (has("deliver"), PluginKind::Sink),
-        ]
-        .into_iter()
-        .filter_map(|(present, kind)| present.then_some(kind))
-        .collect();
-        let kind = match kinds.as_slice() {
-            [kind] => *kind,
-            [] => bail!(
-                "not a wasmon plugin: it exports none of `collect`, `evaluate`, `deliver` (its exports: {})",
-                if exports.is_empty() {
-                    "none".to_string()
-                } else {
-                    exports.join(", ")
-                }
-            ),
-            _ => bail!(
-                "ambiguous plugin: it exports more than one of `collect`, `evaluate`, `deliver`"
-            ),
-        };
-        let version = WitVersion::of_imports(
-            component
-                .component_type()
-                .imports(&self.engine)
-                .map(|(name, _)| name),
-        );
-        let instance_pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| anyhow::anyhow!("cannot link the {kind} plugin: {e:#}"))?;
+        let shape = teach::Shape::of(component, &self.engine);
+        let linked = self.linker.instantiate_pre(component);
+        if let Some(message) = shape.unsupported_version() {
+            return Err(match linked {
+                Err(e) => anyhow::Error::from(e).context(message),
+                Ok(_) => anyhow::anyhow!(message),
+            });
+        }
+        let kind = shape.world().map_err(|message| anyhow::anyhow!(message))?;
+        let version = WitVersion::of_imports(shape.import_names());
+        let instance_pre = linked.map_err(|e| {
+            let message = shape.link_error(kind, &e);
+            anyhow::Error::from(e).context(message)
+        })?;
         let mismatch = |e: wasmtime::Error| {
-            anyhow::anyhow!(
-                "does not match the wasmon:plugin/{kind}@{} world: {e:#}",
-                version.as_str()
-            )
+            let message = shape.world_error(kind, version.as_str(), &e);
+            anyhow::Error::from(e).context(message)
         };
         use bindings::v0_1;
         let pre = match (version, kind) {
@@ -521,13 +509,10 @@ fn classify(error: wasmtime::Error, budget: Budget, env: &PluginEnv) -> Fault {
         Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
     };
-    // A Rust guest prints its panic message to stderr just before it aborts.
-    let output = env.output.tail();
-    let last: Vec<&str> = output.lines().rev().take(3).collect();
-    if last.is_empty() {
-        Fault::Trap(cause)
-    } else {
-        let said: Vec<&str> = last.into_iter().rev().collect();
-        Fault::Trap(format!("{cause}; the plugin wrote: {}", said.join(" | ")))
+    // A Rust guest prints its panic message to stderr just before it aborts;
+    // componentize-py prints the traceback (when it does) before its panic.
+    match teach::guest_said(&env.output.tail()) {
+        Some(said) => Fault::Trap(format!("{cause}; the plugin wrote: {said}")),
+        None => Fault::Trap(cause),
     }
 }

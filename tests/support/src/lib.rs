@@ -21,6 +21,8 @@
 //! - [`servers`]: real `redis-server`, `rabbitmq-server`, PostgreSQL, `prometheus` and Alertmanager, and
 //!   [`promtool_check`].
 //! - [`http`]: the small blocking client behind the helpers.
+//! - [`authoring`]: the pinned Python and JS plugin toolchains CI installs and
+//!   `wasmon plugin ...` run as a child (issue 12).
 //! - [`process`]: how children are spawned, tied to the test process, and
 //!   stopped with their whole tree; [`leftover_processes`] checks nothing remains.
 //!
@@ -42,6 +44,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod authoring;
 pub mod es_bulk;
 pub mod fake_nvml;
 pub mod host;

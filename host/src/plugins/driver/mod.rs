@@ -95,18 +95,7 @@ async fn collector(inner: Arc<Inner>, slot: Arc<Slot>) {
                 let source = *slot.source.lock();
                 if let Some(source) = source {
                     let report = inner.deps.store.apply(source, samples, now_ms);
-                    for (reason, count) in &report.dropped {
-                        inner
-                            .deps
-                            .telemetry
-                            .plugin_samples_dropped
-                            .with_label_values(&[&*slot.name, reason.as_str()])
-                            .inc_by(*count as u64);
-                    }
-                    if let Some(problem) = &report.first_problem {
-                        tracing::debug!(plugin = %slot.name, problem, "samples dropped");
-                    }
-                    slot.info.lock().series = report.stored;
+                    slot.samples_applied(&inner.deps.telemetry, generation.number, &report);
                 }
             }
             Some(Err(CallError::Plugin(message))) => {

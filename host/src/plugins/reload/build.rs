@@ -66,6 +66,13 @@ impl Inner {
             .map_err(invalid)?,
             None => Manifest::defaults(defaults, limits),
         };
+        // A component error names the plugin and its file, as `wasmon plugin
+        // check` does (`runtime::teach::origin`).
+        let wasm_path = match manifest_path.file_stem() {
+            Some(_) => manifest_path.with_extension("wasm"),
+            None => std::path::PathBuf::from(format!("{}.wasm", target.name)),
+        };
+        let origin = crate::plugins::runtime::teach::origin(&target.name, &wasm_path);
         let component = match &*target.compiled {
             Some((hash, component)) if *hash == sha256 => component.clone(),
             _ => {
@@ -76,12 +83,15 @@ impl Inner {
                 let component = tokio::task::spawn_blocking(move || inner.runtime.compile(&bytes))
                     .await
                     .map_err(|e| invalid(anyhow::anyhow!("the compile task failed: {e}")))?
-                    .map_err(invalid)?;
+                    .map_err(|e| invalid(e.context(origin.clone())))?;
                 *target.compiled = Some((sha256.clone(), component.clone()));
                 component
             }
         };
-        let prepared = self.runtime.prepare(&component).map_err(invalid)?;
+        let prepared = self
+            .runtime
+            .prepare(&component)
+            .map_err(|e| invalid(e.context(origin)))?;
         let kind = prepared.kind();
         if target.expect.is_some_and(|expected| expected != kind) {
             return Err(BuildError::WrongKind(kind));
@@ -130,7 +140,7 @@ impl Inner {
 }
 
 /// Keys that only make sense for some kinds.
-fn check_kind(manifest: &Manifest, kind: PluginKind) -> Result<()> {
+pub(in crate::plugins) fn check_kind(manifest: &Manifest, kind: PluginKind) -> Result<()> {
     if let Some(declared) = manifest.kind
         && declared != kind
     {

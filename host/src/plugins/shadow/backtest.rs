@@ -179,7 +179,7 @@ impl Plugins {
         std::thread::Builder::new()
             .name("wasmon-backtest".into())
             .spawn(move || {
-                lower_priority();
+                crate::plugins::priority::lower_this_thread();
                 let report = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -197,30 +197,6 @@ impl Plugins {
             .map_err(|_| ShadowError::Internal("the backtest thread stopped".into()))?
     }
 }
-
-/// Lowers the calling thread's scheduling priority by [`BACKTEST_NICE`].
-#[cfg(target_os = "linux")]
-fn lower_priority() {
-    // SAFETY: plain syscalls without pointers; with `PRIO_PROCESS` and a
-    // thread id, `setpriority` changes only that thread's nice value.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::id_t::try_from(tid).unwrap_or_default(),
-            BACKTEST_NICE,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the backtest thread's priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
-
-/// The nice value of the backtest thread (0 is the default, 19 the lowest).
-const BACKTEST_NICE: libc::c_int = 10;
 
 impl Inner {
     async fn backtest(
