@@ -137,9 +137,24 @@ impl Browser {
             .to_string()
     }
 
+    /// Clicks the element `css` selects. The page re-renders its tables as
+    /// data arrives, so the element found may be replaced before the click
+    /// lands ("stale element reference"): then it is found again.
     pub(super) fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(&json!({})));
+        for _ in 0..10 {
+            let id = self.find(css);
+            let path = format!("/session/{}/element/{id}/click", self.id);
+            let (status, value) = exchange(&self.base, "POST", &path, Some(&json!({})))
+                .unwrap_or_else(|e| panic!("POST {path} to chromedriver failed: {e}"));
+            if (200..300).contains(&status) {
+                return;
+            }
+            assert_eq!(
+                value["value"]["error"], "stale element reference",
+                "POST {path}: {status} {value}"
+            );
+        }
+        panic!("{css} went stale ten times in a row");
     }
 
     pub(super) fn type_into(&self, css: &str, text: &str) {
