@@ -151,12 +151,14 @@ fn silent_services_are_evicted_after_the_ttl_so_new_ones_fit() {
         (host.get("/api/services/keep").0 == 200).then_some(())
     });
     assert_eq!(heartbeat(&host, "a"), 200);
+    // `b`'s TTL runs from when the host saw it, before its POST answered
+    // (the answer waits for the event to be durable).
+    let full = Instant::now();
     let event = br#"{"service": "b", "event_type": "deploy"}"#;
     assert_eq!(
         host.request("POST", "/events", &JSON, Some(event)).status,
         200
     );
-    let full = Instant::now();
     let refused = host.request("POST", "/heartbeat", &JSON, Some(br#"{"service": "c"}"#));
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert!(refused.text().contains("ingest.max_services"));

@@ -86,6 +86,13 @@ pub(super) async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
         let tick_at = generation.manifest.tick.map(|t| sink.last_delivery + t);
         let tick_due = tick_at.is_some_and(|t| now >= t);
         if blocked || (backlog == 0 && replay.is_none() && !tick_due) {
+            // Stopping, and nothing it could deliver now: done. Until then
+            // a stopping sink goes on delivering what the log holds, so
+            // events accepted before the HTTP server drained reach it before
+            // the host exits (bounded by `server.shutdown_timeout`).
+            if sink.inner.shutdown.is_triggered() {
+                return;
+            }
             let refresh = (backlog > 0).then(|| now + REFRESH);
             let wake_at = [
                 sink.retry_at,
@@ -97,7 +104,7 @@ pub(super) async fn sink(inner: Arc<Inner>, slot: Arc<Slot>) {
             .flatten()
             .min();
             tokio::select! {
-                _ = sink.inner.shutdown.wait() => return,
+                _ = sink.inner.shutdown.wait() => {}
                 _ = slot.wake.notified() => { sink.retry_at = None; }
                 changed = end.changed() => if changed.is_err() { return },
                 _ = sleep_until_opt(wake_at) => {}

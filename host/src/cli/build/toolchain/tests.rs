@@ -13,10 +13,21 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Writes an executable stand-in tool. A child process writes it: were this
+/// (multi-threaded) test process to hold it open for writing, a fork by
+/// another test in between could keep that descriptor until its exec, and
+/// running the script would then fail with "Text file busy" (ETXTBSY).
 fn script(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"printf '#!/bin/sh\n%s\n' "$2" > "$1" && chmod 755 "$1""#)
+        .arg("sh")
+        .arg(path)
+        .arg(body)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot write {}", path.display());
 }
 
 #[test]
